@@ -1,0 +1,56 @@
+"""FastAPI dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openevi.api.auth import Authenticator, Principal
+from openevi.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+async def get_principal(
+    request: Request,
+    x_hume_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(
+        header_key=x_hume_api_key,
+        query_key=request.query_params.get("api_key"),
+        authorization=authorization,
+        query_token=request.query_params.get("access_token"),
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    """Zero-based page request (`page_size` 1 to 100, default 10)."""
+
+    number: int
+    size: int
+
+
+def get_page(
+    page_number: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> Page:
+    return Page(number=page_number, size=page_size)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Db = Annotated[async_sessionmaker[AsyncSession], Depends(get_db)]
+Caller = Annotated[Principal, Depends(get_principal)]
+PageDep = Annotated[Page, Depends(get_page)]
+MostRecent = Annotated[bool, Query()]

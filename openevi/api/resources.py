@@ -1,0 +1,150 @@
+"""The three versioned resources wired to the shared router shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openevi.api.auth import Principal
+from openevi.api.versioned import VersionedResource, versioned_router
+from openevi.schemas import rest
+from openevi.services import configs
+from openevi.services.views import prompt_view, tool_view
+from openevi.settings import Settings
+from openevi.store import resources
+from openevi.store.resources import Versioned
+
+
+def _prompt_body(posted: rest.PostedPrompt | rest.PostedPromptVersion) -> dict[str, Any]:
+    expansion = posted.prompt_expansion.model_dump() if posted.prompt_expansion else None
+    return {"text": posted.text, "prompt_expansion": expansion}
+
+
+def _tool_body(posted: rest.PostedToolVersion) -> dict[str, Any]:
+    return {
+        "parameters": posted.parameters,
+        "description": posted.description,
+        "fallback_content": posted.fallback_content,
+    }
+
+
+async def _create_prompt(s: AsyncSession, caller: Principal, body: rest.PostedPrompt, _: Settings) -> dict[str, Any]:
+    created = await resources.create(
+        s,
+        account_id=caller.account_id,
+        kind="prompt",
+        name=body.name,
+        body=_prompt_body(body),
+        version_description=body.version_description,
+    )
+    return prompt_view(created)
+
+
+async def _create_prompt_version(
+    s: AsyncSession, caller: Principal, id: str, body: rest.PostedPromptVersion, _: Settings
+) -> dict[str, Any]:
+    created = await resources.create_version(
+        s,
+        account_id=caller.account_id,
+        kind="prompt",
+        resource_id=id,
+        body=_prompt_body(body),
+        version_description=body.version_description,
+    )
+    return prompt_view(created)
+
+
+async def _render_prompts(_: AsyncSession, __: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
+    return [prompt_view(p) for p in items]
+
+
+async def _create_tool(s: AsyncSession, caller: Principal, body: rest.PostedTool, _: Settings) -> dict[str, Any]:
+    created = await resources.create(
+        s,
+        account_id=caller.account_id,
+        kind="tool",
+        name=body.name,
+        body=_tool_body(body),
+        version_description=body.version_description,
+    )
+    return tool_view(created)
+
+
+async def _create_tool_version(
+    s: AsyncSession, caller: Principal, id: str, body: rest.PostedToolVersion, _: Settings
+) -> dict[str, Any]:
+    created = await resources.create_version(
+        s,
+        account_id=caller.account_id,
+        kind="tool",
+        resource_id=id,
+        body=_tool_body(body),
+        version_description=body.version_description,
+    )
+    return tool_view(created)
+
+
+async def _render_tools(_: AsyncSession, __: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
+    return [tool_view(t) for t in items]
+
+
+async def _create_config(
+    s: AsyncSession, caller: Principal, body: rest.PostedConfig, settings: Settings
+) -> dict[str, Any]:
+    return await configs.create_config(
+        s, body, account_id=caller.account_id, allow_http_webhooks=settings.allow_http_webhooks
+    )
+
+
+async def _create_config_version(
+    s: AsyncSession, caller: Principal, id: str, body: rest.PostedConfigVersion, settings: Settings
+) -> dict[str, Any]:
+    return await configs.create_config_version(
+        s, body, account_id=caller.account_id, config_id=id, allow_http_webhooks=settings.allow_http_webhooks
+    )
+
+
+async def _render_configs(s: AsyncSession, caller: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
+    return await configs.render_configs(s, account_id=caller.account_id, configs=items)
+
+
+prompts_router = versioned_router(
+    VersionedResource(
+        kind="prompt",
+        plural="prompts",
+        page_key="prompts_page",
+        create_body=rest.PostedPrompt,
+        version_body=rest.PostedPromptVersion,
+        name_body=rest.PostedName,
+        create=_create_prompt,
+        create_version=_create_prompt_version,
+        render=_render_prompts,
+    )
+)
+tools_router = versioned_router(
+    VersionedResource(
+        kind="tool",
+        plural="tools",
+        page_key="tools_page",
+        create_body=rest.PostedTool,
+        version_body=rest.PostedToolVersion,
+        name_body=rest.PostedToolName,
+        create=_create_tool,
+        create_version=_create_tool_version,
+        render=_render_tools,
+    )
+)
+configs_router = versioned_router(
+    VersionedResource(
+        kind="config",
+        plural="configs",
+        page_key="configs_page",
+        create_body=rest.PostedConfig,
+        version_body=rest.PostedConfigVersion,
+        name_body=rest.PostedName,
+        create=_create_config,
+        create_version=_create_config_version,
+        render=_render_configs,
+    )
+)

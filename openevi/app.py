@@ -1,0 +1,132 @@
+"""The ASGI application: routers, error handling, and a lifespan that owns the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openevi import __version__
+from openevi.api import chats, control, oauth
+from openevi.api.auth import Authenticator
+from openevi.api.errors import error_body, install_error_handlers
+from openevi.api.resources import configs_router, prompts_router, tools_router
+from openevi.bootstrap import announce, ensure_default_key
+from openevi.bus.memory import MemoryBus
+from openevi.services.configs import ConfigRejected
+from openevi.settings import Settings
+from openevi.store import accounts
+from openevi.store.db import create_engine, migrate, session_factory
+from openevi.store.errors import NameTakenError, NotFoundError
+
+log = logging.getLogger("openevi")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, counting what actually arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"Request body larger than {self.limit} bytes"
+        response = JSONResponse(error_body(413, "payload_too_large", message), status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _install_store_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse(error_body(404, "not_found", str(exc)), status_code=404)
+
+    @app.exception_handler(NameTakenError)
+    async def _name_taken(_: Request, exc: NameTakenError) -> JSONResponse:
+        return JSONResponse(error_body(400, "name_conflict", str(exc)), status_code=400)
+
+    @app.exception_handler(ConfigRejected)
+    async def _config_rejected(_: Request, exc: ConfigRejected) -> JSONResponse:
+        if exc.status == 422:
+            detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse(error_body(exc.status, "invalid_reference", exc.message), status_code=exc.status)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the lifespan connects the store and makes the first key."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.resolved_database_url)
+        await migrate(engine)
+        factory = session_factory(engine)
+        boot = await ensure_default_key(factory, api_key=settings.api_key, secret_key=settings.secret_key)
+        if boot.issued is not None:
+            announce(boot.issued, key_was_given=bool(settings.api_key), secret_was_given=bool(settings.secret_key))
+        async with factory() as s, s.begin():
+            signing = await accounts.server_secret(s, "access_tokens")
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.db = factory
+        app.state.authenticator = Authenticator(factory, signing, settings.access_token_ttl_secs)
+        app.state.bus = MemoryBus()
+        log.info("openevi %s ready (database: %s)", __version__, engine.url.get_backend_name())
+        try:
+            yield
+        finally:
+            await app.state.bus.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="openevi",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    _install_store_error_handlers(app)
+    for router in (prompts_router, tools_router, configs_router, chats.router, control.router, oauth.router):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

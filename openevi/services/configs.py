@@ -1,0 +1,341 @@
+"""Configs: validation of references, defaults, inline prompts, and rendering to `return_config`.
+
+The chat engine reads configs through `load_config` too, so a chat sees exactly what the REST API
+shows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openevi.schemas.rest import PostedConfig, PostedConfigVersion
+from openevi.services.views import prompt_view, tool_view
+from openevi.speech.voices import find_voice
+from openevi.store import resources
+from openevi.store.db import new_id
+from openevi.store.errors import NotFoundError
+from openevi.store.models import ResourceHead, ResourceVersion
+from openevi.store.resources import Versioned
+
+
+class ConfigRejected(Exception):
+    """A config body that parsed but cannot be accepted; `loc` points into the body."""
+
+    def __init__(self, loc: list[str | int], message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+        self.status = status
+
+
+DEFAULT_TURN_DETECTION = {
+    "end_of_turn_silence_ms": 800,
+    "prefix_padding_ms": 300,
+    "speech_detection_threshold": 0.5,
+}
+DEFAULT_INTERRUPTION = {"min_interruption_ms": 800}
+DEFAULT_TIMEOUTS = {
+    "inactivity": {"enabled": True, "duration_secs": 600},
+    "max_duration": {"enabled": True, "duration_secs": 1800},
+}
+DEFAULT_NUDGES = {"enabled": False, "interval_secs": None}
+EVENT_MESSAGE_NAMES = ("on_new_chat", "on_inactivity_timeout", "on_max_duration_timeout")
+LANGUAGE_MODEL_URL_SCHEMES = ("http", "https", "ws", "wss")
+_OMIT_WHEN_NONE = frozenset({"prompt", "voice", "language_model"})
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with the given non-null values."""
+    merged = dict(defaults)
+    for key, value in (given or {}).items():
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+def _check_webhook_url(url: str, index: int, *, allow_http: bool) -> None:
+    parts = urlsplit(url)
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        hint = "" if allow_http else " (set OPENEVI_ALLOW_HTTP_WEBHOOKS=true to allow http for local development)"
+        raise ConfigRejected(["webhooks", index, "url"], f"webhook url must be a valid https URL{hint}")
+
+
+async def _normalize(
+    session: AsyncSession,
+    posted: PostedConfigVersion,
+    *,
+    account_id: str,
+    config_id: str,
+    config_name: str,
+    version: int,
+    previous: Versioned | None,
+    allow_http_webhooks: bool,
+) -> dict[str, Any]:
+    """Check a posted config and turn it into the stored body (references, not copies)."""
+    body: dict[str, Any] = {"evi_version": posted.evi_version}
+
+    prompt_ref: dict[str, Any] | None = None
+    if posted.prompt is not None:
+        expansion = posted.prompt.prompt_expansion.model_dump() if posted.prompt.prompt_expansion else None
+        if posted.prompt.text is not None:
+            created = await resources.create(
+                session,
+                account_id=account_id,
+                kind="prompt",
+                name=f"{config_name[:400]} v{version} prompt ({config_id[:8]})",
+                body={"text": posted.prompt.text, "prompt_expansion": expansion},
+                version_description=f"Created inline by config {config_id} version {version}",
+            )
+            prompt_ref = {"id": created.id, "version": created.version}
+        else:
+            assert posted.prompt.id is not None
+            try:
+                await resources.get_version(
+                    session,
+                    account_id=account_id,
+                    kind="prompt",
+                    resource_id=posted.prompt.id,
+                    version=posted.prompt.version,
+                )
+            except NotFoundError as exc:
+                raise ConfigRejected(["prompt"], str(exc), status=400) from exc
+            prompt_ref = {"id": posted.prompt.id, "version": posted.prompt.version}
+    body["prompt"] = prompt_ref
+
+    voice = None
+    if posted.voice is not None:
+        found = find_voice(voice_id=posted.voice.id, name=posted.voice.name if posted.voice.id is None else None)
+        if found is None:
+            wanted = posted.voice.id or posted.voice.name
+            raise ConfigRejected(["voice"], f"Unknown voice {wanted!r}; see docs/voices.md for the shipped voices")
+        voice = {"id": found.id, "provider": posted.voice.provider or found.provider}
+    body["voice"] = voice
+
+    lm = posted.language_model.model_dump(exclude_none=True) if posted.language_model else None
+    if lm and lm.get("model_provider") == "CUSTOM_LANGUAGE_MODEL":
+        resource = lm.get("model_resource") or ""
+        if urlsplit(resource).scheme not in LANGUAGE_MODEL_URL_SCHEMES:
+            raise ConfigRejected(
+                ["language_model", "model_resource"],
+                "CUSTOM_LANGUAGE_MODEL needs model_resource set to the URL of your model server",
+            )
+    body["language_model"] = lm
+
+    inherited_short = (previous.body.get("ellm_model") or {}).get("allow_short_responses") if previous else None
+    short = posted.ellm_model.allow_short_responses if posted.ellm_model else None
+    body["ellm_model"] = {"allow_short_responses": bool(short if short is not None else inherited_short or False)}
+
+    tools: list[dict[str, Any]] = []
+    tool_names: set[str] = set()
+    for index, ref in enumerate(posted.tools or []):
+        try:
+            tool = await resources.get_version(
+                session, account_id=account_id, kind="tool", resource_id=ref.id, version=ref.version
+            )
+        except NotFoundError as exc:
+            raise ConfigRejected(["tools", index], str(exc), status=400) from exc
+        if tool.name in tool_names:
+            raise ConfigRejected(["tools", index], f"Two tools named {tool.name!r}; tool names must be unique")
+        tool_names.add(tool.name)
+        tools.append({"id": ref.id, "version": ref.version})
+    body["tools"] = tools
+
+    builtins: list[dict[str, Any]] = []
+    for index, builtin in enumerate(posted.builtin_tools or []):
+        if any(b["name"] == builtin.name for b in builtins):
+            raise ConfigRejected(["builtin_tools", index], f"Built-in tool {builtin.name!r} listed twice")
+        builtins.append({"name": builtin.name, "fallback_content": builtin.fallback_content})
+    body["builtin_tools"] = builtins
+
+    posted_events = posted.event_messages.model_dump() if posted.event_messages else {}
+    body["event_messages"] = {
+        name: _merge({"enabled": False, "text": None}, posted_events.get(name)) for name in EVENT_MESSAGE_NAMES
+    }
+    body["nudges"] = _merge(DEFAULT_NUDGES, posted.nudges.model_dump() if posted.nudges else None)
+    posted_timeouts = posted.timeouts.model_dump() if posted.timeouts else {}
+    body["timeouts"] = {
+        name: _merge(DEFAULT_TIMEOUTS[name], posted_timeouts.get(name)) for name in ("inactivity", "max_duration")
+    }
+    body["interruption"] = _merge(
+        DEFAULT_INTERRUPTION, posted.interruption.model_dump() if posted.interruption else None
+    )
+    body["turn_detection"] = _merge(
+        DEFAULT_TURN_DETECTION, posted.turn_detection.model_dump() if posted.turn_detection else None
+    )
+
+    webhooks: list[dict[str, Any]] = []
+    for index, hook in enumerate(posted.webhooks or []):
+        _check_webhook_url(hook.url, index, allow_http=allow_http_webhooks)
+        webhooks.append({"url": hook.url, "events": list(dict.fromkeys(hook.events))})
+    body["webhooks"] = webhooks
+    return body
+
+
+async def create_config(
+    session: AsyncSession, posted: PostedConfig, *, account_id: str, allow_http_webhooks: bool
+) -> dict[str, Any]:
+    """Create a config at version 0 and return it rendered."""
+    config_id = new_id()
+    body = await _normalize(
+        session,
+        posted,
+        account_id=account_id,
+        config_id=config_id,
+        config_name=posted.name,
+        version=0,
+        previous=None,
+        allow_http_webhooks=allow_http_webhooks,
+    )
+    created = await resources.create(
+        session,
+        account_id=account_id,
+        kind="config",
+        name=posted.name,
+        body=body,
+        version_description=posted.version_description,
+        resource_id=config_id,
+    )
+    return (await render_configs(session, account_id=account_id, configs=[created]))[0]
+
+
+async def create_config_version(
+    session: AsyncSession,
+    posted: PostedConfigVersion,
+    *,
+    account_id: str,
+    config_id: str,
+    allow_http_webhooks: bool,
+) -> dict[str, Any]:
+    previous = await resources.get_version(
+        session, account_id=account_id, kind="config", resource_id=config_id, version=None
+    )
+    head = await resources.head(session, account_id=account_id, kind="config", resource_id=config_id)
+    body = await _normalize(
+        session,
+        posted,
+        account_id=account_id,
+        config_id=config_id,
+        config_name=previous.name,
+        version=head.last_version + 1,
+        previous=previous,
+        allow_http_webhooks=allow_http_webhooks,
+    )
+    created = await resources.create_version(
+        session,
+        account_id=account_id,
+        kind="config",
+        resource_id=config_id,
+        body=body,
+        version_description=posted.version_description,
+    )
+    return (await render_configs(session, account_id=account_id, configs=[created]))[0]
+
+
+async def _versions_of(
+    session: AsyncSession, *, account_id: str, kind: str, ids: set[str]
+) -> dict[str, dict[int, Versioned]]:
+    """All versions of the given resources, in one query: id → version → row."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(ResourceHead, ResourceVersion)
+        .join(ResourceVersion, ResourceVersion.id == ResourceHead.id)
+        .where(ResourceHead.account_id == account_id, ResourceHead.kind == kind, ResourceHead.id.in_(ids))
+    )
+    found: dict[str, dict[int, Versioned]] = defaultdict(dict)
+    for head, row in rows.all():
+        found[head.id][row.version] = resources.Versioned(
+            id=head.id,
+            name=head.name,
+            version=row.version,
+            version_description=row.version_description,
+            body=row.body,
+            created_on=head.created_on,
+            modified_on=row.modified_on,
+        )
+    return found
+
+
+def _pick(versions: dict[int, Versioned] | None, version: int | None) -> Versioned | None:
+    if not versions:
+        return None
+    if version is None:
+        return versions[max(versions)]
+    return versions.get(version)
+
+
+def _voice_view(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    voice = find_voice(voice_id=stored["id"])
+    if voice is None:
+        return None
+    return {
+        "id": voice.id,
+        "name": voice.name,
+        "provider": stored.get("provider") or voice.provider,
+        "compatible_octave_models": [],
+    }
+
+
+async def render_configs(session: AsyncSession, *, account_id: str, configs: list[Versioned]) -> list[dict[str, Any]]:
+    """Render configs with their prompts and tools embedded (two queries for any number)."""
+    prompt_ids = {c.body["prompt"]["id"] for c in configs if c.body.get("prompt")}
+    tool_ids = {t["id"] for c in configs for t in c.body.get("tools", [])}
+    prompts = await _versions_of(session, account_id=account_id, kind="prompt", ids=prompt_ids)
+    tools = await _versions_of(session, account_id=account_id, kind="tool", ids=tool_ids)
+    rendered = []
+    for c in configs:
+        body = c.body
+        prompt = None
+        if body.get("prompt"):
+            ref = body["prompt"]
+            found = _pick(prompts.get(ref["id"]), ref["version"])
+            if found is not None:
+                prompt = prompt_view(found, version_type="FIXED" if ref["version"] is not None else "LATEST")
+        tool_views = []
+        for ref in body.get("tools", []):
+            found = _pick(tools.get(ref["id"]), ref["version"])
+            if found is not None:
+                tool_views.append(tool_view(found, version_type="FIXED" if ref["version"] is not None else "LATEST"))
+        view = {
+            "id": c.id,
+            "version": c.version,
+            "version_description": c.version_description,
+            "name": c.name,
+            "created_on": c.created_on,
+            "modified_on": c.modified_on,
+            "evi_version": body["evi_version"],
+            "prompt": prompt,
+            "voice": _voice_view(body.get("voice")),
+            "language_model": body.get("language_model"),
+            "ellm_model": body["ellm_model"],
+            "tools": tool_views,
+            "builtin_tools": [
+                {"tool_type": "BUILTIN", "name": b["name"], "fallback_content": b.get("fallback_content")}
+                for b in body.get("builtin_tools", [])
+            ],
+            "event_messages": body["event_messages"],
+            "nudges": body["nudges"],
+            "timeouts": body["timeouts"],
+            "interruption": body["interruption"],
+            "turn_detection": body["turn_detection"],
+            "webhooks": body.get("webhooks", []),
+        }
+        # The spec types these three as plain objects (not nullable): absent rather than null.
+        rendered.append({k: v for k, v in view.items() if v is not None or k not in _OMIT_WHEN_NONE})
+    return rendered
+
+
+async def load_config(session: AsyncSession, *, account_id: str, config_id: str, version: int | None) -> dict[str, Any]:
+    """One config version (latest when `version` is None), rendered; NotFoundError if absent."""
+    found = await resources.get_version(
+        session, account_id=account_id, kind="config", resource_id=config_id, version=version
+    )
+    return (await render_configs(session, account_id=account_id, configs=[found]))[0]

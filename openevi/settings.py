@@ -1,0 +1,50 @@
+"""Server settings: one typed object, read from `OPENEVI_*` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server needs to start. CLI flags override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENEVI_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".openevi")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default is SQLite in the data dir.",
+    )
+    api_key: str | None = Field(default=None, description="Key of the default account.")
+    secret_key: str | None = Field(default=None, description="Secret paired with api_key for tokens.")
+    allow_http_webhooks: bool = False
+    max_body_bytes: int = 1_048_576
+    access_token_ttl_secs: int = 1800
+    log_level: str = "info"
+    public_url: str | None = Field(default=None, description="Base URL clients reach this server at.")
+
+    # Providers (issue 4/5); plain names resolved by the registries.
+    llm_provider: str = "local"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str | None = None
+    google_base_url: str = "https://generativelanguage.googleapis.com"
+    google_api_key: str | None = None
+    web_search_url: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to use, defaulting to SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'openevi.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
