@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     google_base_url: str = "https://generativelanguage.googleapis.com"
     google_api_key: str | None = None
     web_search_url: str | None = None
+    tts_provider: str = "piper"
+    # Live chats (openevi/chat).
+    chat_max_message_bytes: int = 8 * 1024 * 1024
+    tool_response_timeout_s: float = Field(default=120.0, gt=0)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    max_chat_duration_s: int = Field(default=1800, ge=30)
+    instance_id: str | None = Field(default=None, description="Name of this instance (default: random).")
+
+    # Webhook delivery (openevi/webhooks): attempts per delivery, idle poll, per-request timeout, backoff.
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
 
     @property
     def resolved_database_url(self) -> str:
