@@ -23,6 +23,7 @@ from openevi.settings import Settings
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
+from openevi.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("openevi")
 
@@ -105,10 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = factory
         app.state.authenticator = Authenticator(factory, signing, settings.access_token_ttl_secs)
         app.state.bus = MemoryBus()
+        app.state.webhooks = WebhookDispatcher(factory, settings)
+        app.state.webhooks.start()
         log.info("openevi %s ready (database: %s)", __version__, engine.url.get_backend_name())
         try:
             yield
         finally:
+            await app.state.webhooks.stop()
             await app.state.bus.close()
             await engine.dispose()
 

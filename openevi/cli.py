@@ -13,6 +13,7 @@ from typing import Any
 from openevi.settings import Settings
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory, transaction
+from openevi.webhooks.cli import add_parser as add_webhooks_parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key")
     store_flags(revoke)
     revoke.set_defaults(func=cmd_keys_revoke)
+    add_webhooks_parser(sub, store_flags)
     return parser
 
 
