@@ -37,6 +37,22 @@ class Settings(BaseSettings):
     google_base_url: str = "https://generativelanguage.googleapis.com"
     google_api_key: str | None = None
     web_search_url: str | None = None
+    # Language models (openevi/llm): `llm_model` names the model of `llm_provider` (configs without
+    # one); keys of the OpenAI-compatible hosted APIs; timeouts bound connecting and each silence.
+    llm_model: str | None = None
+    llm_connect_timeout_s: float = Field(default=5.0, gt=0)
+    llm_read_timeout_s: float = Field(default=30.0, gt=0)
+    groq_api_key: str | None = None
+    fireworks_api_key: str | None = None
+    cerebras_api_key: str | None = None
+    sambanova_api_key: str | None = None
+    xai_api_key: str | None = None
+    perplexity_api_key: str | None = None
+    local_llm_model_path: Path | None = Field(default=None, description="A GGUF file; default: the shipped model.")
+    local_llm_threads: int = Field(default=2, ge=1)
+    local_llm_context: int = Field(default=2048, ge=256)
+    clm_max_history_messages: int = Field(default=50, ge=1)
+    clm_max_payload_bytes: int = Field(default=100_000, ge=1024)
     tts_provider: str = "piper"
     # Live chats (openevi/chat).
     chat_max_message_bytes: int = 8 * 1024 * 1024

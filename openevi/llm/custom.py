@@ -1,0 +1,287 @@
+"""EVI's CUSTOM_LANGUAGE_MODEL: the user's own endpoint writes the assistant's words.
+
+Two forms, chosen by the URL scheme of `model_resource`:
+
+- `http(s)://…/chat/completions` (hosted EVI's recommended form): POST an OpenAI chat-completions
+  request (`messages` incl. system, `stream: true`, `model` when configured) with the
+  `custom_session_id` as a query parameter, and read OpenAI-format SSE chunks.
+- `ws(s)://…` (the older form): send `{"messages": [{"type", "message": {"role", "content"},
+  "models": {"prosody": {"scores"}}}], "custom_session_id"}` and read `{"type": "assistant_input",
+  "text"}` messages until `{"type": "assistant_end"}`. One socket per chat, reopened after a drop.
+
+Payloads are bounded: only the last `max_history_messages` turns are sent, and older turns are
+dropped until the JSON fits `max_payload_bytes` (a whole-history payload once broke a proxy's
+128 KB frame limit: hume-react-sdk#300). System messages are always kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta
+from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages
+
+logger = logging.getLogger("openevi.llm.custom")
+
+DEFAULT_MAX_HISTORY_MESSAGES = 50
+DEFAULT_MAX_PAYLOAD_BYTES = 100_000  # under the 128 KB frame limit common in proxies
+
+
+def window_messages(
+    messages: Sequence[Message],
+    *,
+    max_messages: int,
+    max_bytes: int,
+    encode: Callable[[Sequence[Message]], bytes],
+) -> list[Message]:
+    """The most recent messages (system messages always kept) whose encoding fits `max_bytes`.
+
+    Raises `LLMError` when even the system messages plus the last turn do not fit.
+    """
+    system = [m for m in messages if m.role == "system"]
+    turns = [m for m in messages if m.role != "system"][-max_messages:] if max_messages > 0 else []
+    while True:
+        kept = system + turns
+        if len(encode(kept)) <= max_bytes:
+            return kept
+        if len(turns) <= 1:
+            raise LLMError(
+                f"custom language model payload exceeds {max_bytes} bytes even with one turn",
+                code="llm_payload_too_large",
+            )
+        turns = turns[1:]
+        # A tool result without its call confuses servers; drop orphans at the front.
+        while len(turns) > 1 and turns[0].role == "tool":
+            turns = turns[1:]
+
+
+class CustomSSELanguageModel(OpenAICompatibleLLM):
+    """A user's `/chat/completions` endpoint speaking OpenAI's streaming format."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        send_tools: bool = False,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            model=model,
+            base_url=url,
+            api_key=api_key,
+            name="custom_language_model",
+            temperature=temperature,
+            chat_path="",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            transport=transport,
+        )
+        self.max_history_messages = max_history_messages
+        self.max_payload_bytes = max_payload_bytes
+        # Hosted EVI offers no tools to custom models; opt in for endpoints that handle them.
+        self.send_tools = send_tools
+
+    def build_body(self, request: GenerationRequest) -> dict[str, Any]:
+        def encode(messages: Sequence[Message]) -> bytes:
+            return json.dumps(openai_messages(messages)).encode()
+
+        messages = window_messages(
+            request.messages,
+            max_messages=self.max_history_messages,
+            max_bytes=self.max_payload_bytes,
+            encode=encode,
+        )
+        windowed = GenerationRequest(
+            messages=messages,
+            tools=request.tools if self.send_tools else (),
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            custom_session_id=request.custom_session_id,
+            metadata=request.metadata,
+        )
+        return super().build_body(windowed)
+
+    def build_params(self, request: GenerationRequest) -> dict[str, str] | None:
+        # Hosted EVI passes the session id as a query parameter (hume-api-examples evi-python-clm-sse).
+        return {"custom_session_id": request.custom_session_id} if request.custom_session_id else None
+
+
+_WS_MESSAGE_TYPES = {"user": "user_message", "assistant": "assistant_message", "system": "system_prompt"}
+
+
+def _ws_message(m: Message, prosody: dict[str, float] | None) -> dict[str, Any]:
+    return {
+        "type": _WS_MESSAGE_TYPES.get(m.role, f"{m.role}_message"),
+        "message": {"role": m.role, "content": m.content},
+        "models": {"prosody": {"scores": prosody or {}}},
+    }
+
+
+class CustomWebSocketLanguageModel:
+    """A user's WebSocket endpoint (EVI's older custom language model protocol).
+
+    `request.metadata["prosody"]`, if given, is a list aligned with `request.messages` of
+    `{emotion: score}` dicts (or None) sent as each message's `models.prosody.scores`.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        max_history_messages: int = DEFAULT_MAX_HISTORY_MESSAGES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_message_bytes: int = 1_048_576,
+    ) -> None:
+        self.name = "custom_language_model"
+        self.url = url
+        self.max_history_messages = max_history_messages
+        self.max_payload_bytes = max_payload_bytes
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_message_bytes = max_message_bytes
+        self._ws: ClientConnection | None = None
+        self._lock = asyncio.Lock()  # one reply at a time on the shared socket
+
+    def build_payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON sent for one turn (history windowed to fit `max_payload_bytes`)."""
+        prosody_list = request.metadata.get("prosody")
+        prosody_by_id: dict[int, dict[str, float] | None] = {}
+        if isinstance(prosody_list, list):
+            prosody_by_id = {id(m): p for m, p in zip(request.messages, prosody_list, strict=False)}
+        visible = [m for m in request.messages if m.role in ("user", "assistant", "system")]
+
+        def wrap(messages: Sequence[Message]) -> dict[str, Any]:
+            payload: dict[str, Any] = {"messages": [_ws_message(m, prosody_by_id.get(id(m))) for m in messages]}
+            if request.custom_session_id:
+                payload["custom_session_id"] = request.custom_session_id
+            return payload
+
+        messages = window_messages(
+            visible,
+            max_messages=self.max_history_messages,
+            max_bytes=self.max_payload_bytes,
+            encode=lambda ms: json.dumps(wrap(ms)).encode(),
+        )
+        return wrap(messages)
+
+    async def _connection(self) -> ClientConnection:
+        if self._ws is None:
+            try:
+                self._ws = await asyncio.wait_for(
+                    connect(self.url, max_size=self.max_message_bytes, open_timeout=self.connect_timeout),
+                    timeout=self.connect_timeout + 1,
+                )
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                raise LLMError(
+                    f"custom language model unreachable at {self.url}: {exc!r}", code="llm_unreachable"
+                ) from exc
+        return self._ws
+
+    async def _drop_connection(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            # Closing can wait on a dead peer; bound it.
+            with contextlib.suppress(TimeoutError, WebSocketException, OSError):
+                await asyncio.wait_for(ws.close(), timeout=1.0)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMEvent]:
+        """Send the turn and stream `assistant_input` texts until `assistant_end`."""
+        payload = json.dumps(self.build_payload(request))
+        async with self._lock:
+            finished = False
+            try:
+                for attempt in (1, 2):
+                    ws = await self._connection()
+                    try:
+                        await ws.send(payload)
+                        break
+                    except WebSocketException as exc:
+                        # A socket closed since the last turn: reconnect once.
+                        await self._drop_connection()
+                        if attempt == 2:
+                            raise LLMError(
+                                f"custom language model send failed: {exc!r}", code="llm_unreachable"
+                            ) from exc
+                while True:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), timeout=self.read_timeout)
+                    except TimeoutError as exc:
+                        raise LLMError(
+                            f"custom language model sent nothing for {self.read_timeout:g} s", code="llm_timeout"
+                        ) from exc
+                    except WebSocketException as exc:
+                        raise LLMError(
+                            f"custom language model closed the socket: {exc!r}", code="llm_unreachable"
+                        ) from exc
+                    message = self._parse(raw)
+                    kind = message.get("type")
+                    if kind == "assistant_input":
+                        text = message.get("text")
+                        if isinstance(text, str) and text:
+                            yield TextDelta(text)
+                    elif kind == "assistant_end":
+                        finished = True
+                        return
+                    elif kind == "error":
+                        raise LLMError(
+                            f"custom language model error: {message.get('message') or message.get('code') or message}",
+                            code="llm_stream_error",
+                        )
+                    else:
+                        logger.debug("ignoring custom language model message of type %r", kind)
+            finally:
+                if not finished:
+                    # The rest of an abandoned reply would leak into the next turn: start afresh.
+                    await self._drop_connection()
+
+    @staticmethod
+    def _parse(raw: str | bytes) -> dict[str, Any]:
+        try:
+            message = json.loads(raw)
+        except ValueError as exc:
+            raise LLMError(f"custom language model sent non-JSON: {str(raw)[:200]!r}", code="llm_bad_response") from exc
+        if not isinstance(message, dict):
+            raise LLMError("custom language model sent a non-object message", code="llm_bad_response")
+        return message
+
+    async def aclose(self) -> None:
+        await self._drop_connection()
+
+
+def create_custom_language_model(
+    url: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    temperature: float | None = None,
+    **options: Any,
+) -> CustomSSELanguageModel | CustomWebSocketLanguageModel:
+    """The right client for `url`'s scheme; anything but http(s)/ws(s) is an `LLMError`."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        return CustomSSELanguageModel(url=url, model=model, api_key=api_key, temperature=temperature, **options)
+    if scheme in ("ws", "wss"):
+        return CustomWebSocketLanguageModel(url=url, **options)
+    raise LLMError(
+        f"custom language model URL must start with http(s):// or ws(s)://, got {url!r}", code="llm_bad_config"
+    )
