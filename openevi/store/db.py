@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -70,4 +70,10 @@ async def migrate(engine: AsyncEngine) -> None:
 async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits on success, rolls back on any error."""
     async with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            # pysqlite only sends BEGIN before the first INSERT/UPDATE/DELETE, so a SAVEPOINT issued
+            # earlier (begin_nested after a SELECT) became the outermost transaction and its RELEASE
+            # committed at once: a later failure could not roll it back. Begin explicitly, taking the
+            # write lock up front so a read-then-write unit never fails on a stale snapshot.
+            await session.execute(text("BEGIN IMMEDIATE"))
         yield session
