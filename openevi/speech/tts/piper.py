@@ -8,15 +8,15 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import onnxruntime
-import soxr
+import onnxruntime  # type: ignore[import-untyped]
+import soxr  # type: ignore[import-untyped]
 from piper import PiperVoice
 from piper.config import PiperConfig, SynthesisConfig
 
@@ -135,7 +135,7 @@ class PiperTTS:
                 self._pool, lambda: list(piper_voice.synthesize(_WARMUP_TEXT))
             )
 
-    async def synthesize(self, text: str, *, voice: Voice) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
         """Stream int16 mono PCM at 24 kHz for `text`; closing the iterator stops the synthesis."""
         if self._closed:
             raise TTSError("PiperTTS is closed")
@@ -174,13 +174,13 @@ class PiperTTS:
             for chunk in job.bind(voice).synthesize(text, syn_config=self._synthesis):
                 if job.stopped:
                     return
-                pcm = resampler.resample_chunk(chunk.audio_float_array, last=False)
+                # Piper renders each sentence as its own utterance (own gain, silent edges), so the
+                # stream is flushed at every sentence end: no audio is held back for the next chunk
+                # and no ~17 ms tail needs a message of its own. clear() readies it for the next one.
+                pcm = resampler.resample_chunk(chunk.audio_float_array, last=True)
+                resampler.clear()
                 if pcm.size:
                     post(_to_int16(pcm))
-            # soxr holds back a filter delay's worth of samples (a few ms) until flushed.
-            tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            if tail.size and not job.stopped:
-                post(_to_int16(tail))
         except Exception as exc:
             if not job.stopped:  # an aborted run raises too; that is not a failure
                 logger.exception("Piper synthesis failed")
