@@ -1,0 +1,100 @@
+"""Test helpers for webhooks: a local HTTP receiver that records requests, and the spec's schemas."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SPEC_ENV = "OPENEVI_SPEC_PATH"
+_SPEC_CANDIDATES = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "evi-rest-openapi.json",
+    Path("/work/shared/spec/evi-rest-openapi.json"),
+)
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    """The REST OpenAPI document (beside the repo in `../shared/spec`, or `OPENEVI_SPEC_PATH`)."""
+    candidates = [Path(os.environ[SPEC_ENV])] if os.environ.get(SPEC_ENV) else list(_SPEC_CANDIDATES)
+    for path in candidates:
+        if path.is_file():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    raise FileNotFoundError(f"evi-rest-openapi.json not found; set {SPEC_ENV}")
+
+
+def check_spec(component: str, instance: dict[str, Any]) -> None:
+    """Validate against `#/components/schemas/<component>` and require exactly its properties."""
+    components = spec()["components"]
+    schema = {"$ref": f"#/components/schemas/{component}", "components": components}
+    jsonschema.Draft202012Validator(schema).validate(instance)
+    assert set(instance) == set(components["schemas"][component]["properties"]), sorted(instance)
+
+
+@dataclass(frozen=True)
+class Received:
+    at: float  # time.monotonic() on arrival
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    status: int  # what the receiver answered
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1:`port`; answers 500 to the next `fail_next` requests (or all)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.requests: list[Received] = []
+        self.fail_next = 0
+        self.fail_always = False
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    fail = receiver.fail_always or receiver.fail_next > 0
+                    if receiver.fail_next > 0:
+                        receiver.fail_next -= 1
+                    status = 500 if fail else 200
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append(Received(time.monotonic(), self.path, headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def received(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r.path == path]
