@@ -39,34 +39,44 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+        length = next((value for name, value in scope.get("headers", []) if name == b"content-length"), None)
+        if length is not None:  # the HTTP server never delivers more than the declared length
+            if length.isdigit() and int(length) > self.limit:
                 await self._refuse(scope, receive, send)
                 return
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read up to the limit before the app sees the body. Failing
+        # inside the app's own read would surface as the framework's 400 "error parsing the body".
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"Request body larger than {self.limit} bytes"
         response = JSONResponse(error_body(413, "payload_too_large", message), status_code=413)
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _install_store_error_handlers(app: FastAPI) -> None:
