@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,14 +13,18 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openevi import __version__
-from openevi.api import chats, control, oauth
+from openevi.api import chat_ws, chats, control, oauth
 from openevi.api.auth import Authenticator
 from openevi.api.errors import error_body, install_error_handlers
 from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.bootstrap import announce, ensure_default_key
 from openevi.bus.memory import MemoryBus
+from openevi.chat.recovery import close_orphans, instance_id_for
+from openevi.chat.runtime import ChatRuntime, warm_up
+from openevi.llm.registry import create_language_model
 from openevi.services.configs import ConfigRejected
 from openevi.settings import Settings
+from openevi.speech.tts.registry import create_tts
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
@@ -118,10 +123,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = MemoryBus()
         app.state.webhooks = WebhookDispatcher(factory, settings)
         app.state.webhooks.start()
+        runtime = ChatRuntime(
+            settings=settings,
+            db=factory,
+            bus=app.state.bus,
+            tts=create_tts(settings.tts_provider),
+            language_model=lambda spec, key: create_language_model(spec, settings, api_key=key),
+            notify_webhooks=app.state.webhooks.notify,
+            instance_id=instance_id_for(settings.data_dir, settings.instance_id),
+        )
+        app.state.chat_runtime = runtime
+        await close_orphans(runtime)
+        warm = asyncio.create_task(warm_up(runtime), name="warm-up")
         log.info("openevi %s ready (database: %s)", __version__, engine.url.get_backend_name())
         try:
             yield
         finally:
+            warm.cancel()
+            await runtime.shutdown()
             await app.state.webhooks.stop()
             await app.state.bus.close()
             await engine.dispose()
@@ -135,7 +154,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     _install_store_error_handlers(app)
-    for router in (prompts_router, tools_router, configs_router, chats.router, control.router, oauth.router):
+    for router in (
+        prompts_router,
+        tools_router,
+        configs_router,
+        chats.router,
+        control.router,
+        oauth.router,
+        chat_ws.router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

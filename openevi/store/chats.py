@@ -246,3 +246,9 @@ async def group_reconstructions(
         )
     }
     return [(c, recs.get(c.id)) for c in chats_page], total
+
+
+async def orphaned_chats(session: AsyncSession, *, instance_id: str) -> list[Chat]:
+    """ACTIVE chats that this instance owned before it stopped (their sockets are gone)."""
+    rows = await session.scalars(select(Chat).where(Chat.status == ACTIVE, Chat.instance_id == instance_id))
+    return list(rows.all())

@@ -1,0 +1,139 @@
+"""The conversation as the language model sees it: system prompt, history, injected context."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from openevi.llm.base import Message, ToolCall
+from openevi.store.models import ChatEvent
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a warm, helpful voice assistant. Your words are spoken aloud, so answer in one to three "
+    "short, natural sentences, without lists, markdown or emoji."
+)
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+
+
+def fill_variables(prompt: str, variables: dict[str, Any]) -> str:
+    """Replace `{{name}}` placeholders; unknown names are left as written."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            return match.group(0)
+        found = variables[name]
+        if isinstance(found, bool):
+            return "true" if found else "false"
+        return str(found)
+
+    return _VARIABLE.sub(value, prompt)
+
+
+def top_emotions(scores: dict[str, float], count: int = 3) -> list[tuple[str, float]]:
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)[:count]
+
+
+@dataclass
+class Conversation:
+    """History plus the settings that shape what the model is sent."""
+
+    base_prompt: str | None = None
+    system_prompt_override: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    persistent_context: str | None = None
+    temporary_context: str | None = None
+    history: list[Message] = field(default_factory=list)
+    max_history: int = 200
+
+    @property
+    def system_prompt(self) -> str:
+        prompt = self.system_prompt_override or self.base_prompt or DEFAULT_SYSTEM_PROMPT
+        return fill_variables(prompt, self.variables)
+
+    def set_context(self, text: str | None, kind: str | None) -> None:
+        if text is None:
+            self.persistent_context = self.temporary_context = None
+        elif kind == "temporary" or kind is None:
+            self.temporary_context = text
+        else:  # persistent, or the legacy "editable" which replaces the persistent text
+            self.persistent_context = text
+
+    def add_user(self, text: str, *, emotions: dict[str, float] | None = None) -> None:
+        """Add a user turn with any injected context and the measured tone of voice."""
+        parts = [text]
+        if emotions:
+            tone = ", ".join(f"{name} ({score:.2f})" for name, score in top_emotions(emotions))
+            parts.append(f"[The user's tone of voice: {tone}]")
+        for extra in (self.persistent_context, self.temporary_context):
+            if extra:
+                parts.append(f"{{Context: {extra}}}")
+        self.temporary_context = None
+        self._append(Message(role="user", content="\n\n".join(parts)))
+
+    def add_assistant(self, text: str) -> None:
+        if not text.strip():
+            return
+        last = self.history[-1] if self.history else None
+        if last is not None and last.role == "assistant" and not last.tool_calls:
+            self.history[-1] = Message(role="assistant", content=f"{last.content} {text}".strip())
+        else:
+            self._append(Message(role="assistant", content=text))
+
+    def add_tool_calls(self, calls: list[ToolCall]) -> None:
+        """The model's calls join the words it said just before them (one assistant message)."""
+        last = self.history[-1] if self.history else None
+        if last is not None and last.role == "assistant" and not last.tool_calls:
+            self.history[-1] = Message(role="assistant", content=last.content, tool_calls=tuple(calls))
+        else:
+            self._append(Message(role="assistant", content="", tool_calls=tuple(calls)))
+
+    def add_tool_result(self, call: ToolCall, content: str) -> None:
+        self._append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
+
+    def messages(self, *, extra_system: str | None = None) -> list[Message]:
+        """What to send the model now."""
+        system = self.system_prompt if extra_system is None else f"{self.system_prompt}\n\n{extra_system}"
+        return [Message(role="system", content=system), *self.history]
+
+    def _append(self, message: Message) -> None:
+        self.history.append(message)
+        if len(self.history) > self.max_history:
+            # Drop whole leading turns; never start on a tool result without its call.
+            del self.history[: len(self.history) - self.max_history]
+            while self.history and self.history[0].role == "tool":
+                del self.history[0]
+
+
+def rebuild_history(events: list[ChatEvent]) -> list[Message]:
+    """A conversation history from stored chat events (for `resumed_chat_group_id`)."""
+    convo = Conversation(max_history=10_000)
+    calls: dict[str, ToolCall] = {}
+    for event in events:
+        if event.type == "USER_MESSAGE" and event.message_text:
+            convo.history.append(Message(role="user", content=event.message_text))
+        elif event.type == "AGENT_MESSAGE" and event.message_text:
+            convo.add_assistant(event.message_text)
+        elif event.type == "FUNCTION_CALL" and (meta := parse_metadata(event.event_metadata)):
+            call = ToolCall(id=meta["tool_call_id"], name=meta["name"], arguments=meta.get("parameters", "{}"))
+            calls[call.id] = call
+            convo.add_tool_calls([call])
+        elif event.type == "FUNCTION_CALL_RESPONSE" and (meta := parse_metadata(event.event_metadata)):
+            call_found = calls.get(str(meta.get("tool_call_id", "")))
+            if call_found is not None:
+                convo.add_tool_result(call_found, event.message_text or "")
+    # A call whose answer never came would be rejected by most providers: drop it.
+    answered = {m.tool_call_id for m in convo.history if m.role == "tool"}
+    return [m for m in convo.history if not m.tool_calls or all(c.id in answered for c in m.tool_calls)]
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None

@@ -1,0 +1,75 @@
+"""Chats left ACTIVE by a process that died are closed when that instance starts again."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from openevi.chat.runtime import ChatRuntime
+from openevi.services.configs import load_config
+from openevi.store import chats
+from openevi.store.db import new_id, now_ms, transaction
+from openevi.store.errors import NotFoundError
+from openevi.webhooks import outbox
+
+log = logging.getLogger("openevi.chat.recovery")
+
+
+def instance_id_for(data_dir: Path, configured: str | None) -> str:
+    """A stable name for this instance: configured, or kept in the data dir across restarts."""
+    if configured:
+        return configured
+    path = data_dir / "instance_id"
+    if path.exists():
+        return path.read_text().strip()
+    value = new_id()
+    path.write_text(value)
+    return value
+
+
+async def close_orphans(runtime: ChatRuntime) -> int:
+    """Close this instance's chats that were live when it last stopped, with status ERROR."""
+    async with runtime.db() as s:
+        orphans = await chats.orphaned_chats(s, instance_id=runtime.instance_id)
+    queued = 0
+    for chat in orphans:
+        async with transaction(runtime.db) as s:
+            webhooks: list[dict[str, object]] = []
+            if chat.config_id:
+                try:
+                    config = await load_config(
+                        s, account_id=chat.account_id, config_id=chat.config_id, version=chat.config_version
+                    )
+                    webhooks = config.get("webhooks", [])
+                except NotFoundError:
+                    pass
+            ended = now_ms()
+            await chats.append_event(
+                s,
+                chat_id=chat.id,
+                role="SYSTEM",
+                type="CHAT_END_MESSAGE",
+                message_text="server restarted",
+                timestamp=ended,
+            )
+            await chats.end_chat(s, chat_id=chat.id, status="ERROR", end_timestamp=ended)
+            queued += await outbox.enqueue(
+                s,
+                account_id=chat.account_id,
+                chat_id=chat.id,
+                webhooks=webhooks,
+                event_name="chat_ended",
+                payload=outbox.chat_ended_payload(
+                    chat_group_id=chat.chat_group_id,
+                    chat_id=chat.id,
+                    config_id=chat.config_id,
+                    start_time_ms=chat.start_timestamp,
+                    end_time_ms=ended,
+                    end_reason="ERROR",
+                ),
+            )
+    if orphans:
+        log.warning("closed %d chat(s) left active by the previous run", len(orphans))
+    if queued:
+        runtime.notify_webhooks()
+    return len(orphans)

@@ -1,0 +1,61 @@
+"""What every chat of this process shares: settings, the store, speech models, the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openevi.bus.base import ChatBus
+from openevi.llm.base import LanguageModel
+from openevi.settings import Settings
+from openevi.speech.tts.base import TextToSpeech
+from openevi.speech.voices import DEFAULT_VOICE
+
+if TYPE_CHECKING:
+    from openevi.chat.session import ChatSession
+
+log = logging.getLogger("openevi.chat.runtime")
+
+LanguageModelFactory = Callable[[dict[str, Any] | None, str | None], LanguageModel]
+
+
+@dataclass
+class ChatRuntime:
+    """Shared by all chats in this process; built once by the app lifespan."""
+
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    bus: ChatBus
+    tts: TextToSpeech
+    language_model: LanguageModelFactory
+    notify_webhooks: Callable[[], None] = lambda: None
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    sessions: dict[str, ChatSession] = field(default_factory=dict)
+
+    async def shutdown(self) -> None:
+        """End every live chat (the server is stopping)."""
+        live = list(self.sessions.values())
+        if live:
+            await asyncio.gather(*(s.close("USER_ENDED", reason="server shutting down") for s in live))
+
+
+async def warm_up(runtime: ChatRuntime) -> None:
+    """Load the speech model (and the default language model) before the first chat needs them."""
+    try:
+        async for _ in runtime.tts.synthesize("Hello.", voice=DEFAULT_VOICE):
+            pass
+    except Exception:
+        log.exception("speech warm-up failed")
+    try:
+        model = runtime.language_model(None, None)
+        warmer = getattr(model, "warm_up", None)
+        if warmer is not None:
+            await warmer()
+    except Exception:
+        log.exception("language model warm-up failed")

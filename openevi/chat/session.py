@@ -1,0 +1,496 @@
+"""ChatSession: one live conversation — its state, inbound messages, turns, timers and history.
+
+Sockets (the chat socket and control-plane observers) subscribe to the session's outbound stream;
+every message any of them sends goes through `handle`, one at a time. Each assistant turn is a
+task that interruption, pause or a new user turn cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from openevi.chat import messages as msg
+from openevi.chat.context import Conversation, rebuild_history
+from openevi.chat.eventlog import EventLog
+from openevi.chat.runtime import ChatRuntime
+from openevi.chat.tools import ToolSet
+from openevi.chat.turns import AssistantTurn, TurnOutcome
+from openevi.llm.base import LanguageModel
+from openevi.schemas import protocol as p
+from openevi.speech.voices import DEFAULT_VOICE, Voice, find_voice
+from openevi.store import chats
+from openevi.store.db import now_ms
+from openevi.webhooks import outbox
+
+log = logging.getLogger("openevi.chat.session")
+
+INACTIVITY_TIMEOUT = "INACTIVITY_TIMEOUT"
+MAX_DURATION_TIMEOUT = "MAX_DURATION_TIMEOUT"
+USER_ENDED = "USER_ENDED"
+ERROR = "ERROR"
+
+
+class ChatSession:
+    """The state machine of one chat."""
+
+    def __init__(
+        self,
+        runtime: ChatRuntime,
+        *,
+        account_id: str,
+        config: dict[str, Any] | None,
+        chat_id: str,
+        chat_group_id: str,
+        started_ms: int,
+        allow_connection: bool,
+        verbose_transcription: bool,
+    ) -> None:
+        self.runtime = runtime
+        self.account_id = account_id
+        self.config = config or {}
+        self.chat_id = chat_id
+        self.chat_group_id = chat_group_id
+        self.started_ms = started_ms
+        self.allow_connection = allow_connection
+        self.verbose_transcription = verbose_transcription
+        self.request_id = uuid.uuid4().hex
+        self.custom_session_id: str | None = None
+        self.language_model_api_key: str | None = None
+        self.audio_format: p.AudioConfiguration | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.voice: Voice = self._config_voice()
+        self.conversation = Conversation(base_prompt=(self.config.get("prompt") or {}).get("text"))
+        self.tools = ToolSet(web_search_available=bool(runtime.settings.web_search_url))
+        for tool in self.config.get("tools", []):
+            self.tools.add_function(
+                name=tool["name"],
+                parameters=tool["parameters"],
+                description=tool.get("description"),
+                fallback_content=tool.get("fallback_content"),
+            )
+        for builtin in self.config.get("builtin_tools", []):
+            self.tools.add_builtin(builtin["name"], builtin.get("fallback_content"))
+        self.paused = False
+        self.unanswered_while_paused = False
+        self.status: str | None = None  # set once the chat has ended
+        self.errors: list[dict[str, Any]] = []
+        self.events = EventLog(runtime.db, chat_id=chat_id, on_deliveries=runtime.notify_webhooks)
+        self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._inbound = asyncio.Lock()
+        self._turn: asyncio.Task[TurnOutcome] | None = None
+        self._turn_obj: AssistantTurn | None = None
+        self._timers: list[asyncio.Task[None]] = []
+        self._last_activity = time.monotonic()
+        self._nudged = False
+        self._llm: LanguageModel | None = None
+        self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.closed = asyncio.Event()
+
+    # --- outbound -------------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def emit(self, message: dict[str, Any]) -> None:
+        """Send a message to every socket of this chat, in order."""
+        if self.custom_session_id is not None:
+            message["custom_session_id"] = self.custom_session_id
+        for queue in self._subscribers:
+            queue.put_nowait(message)
+
+    def emit_error(self, code: tuple[str, str], message: str) -> None:
+        self.emit(msg.error(code=code[0], slug=code[1], message=message, request_id=self.request_id))
+
+    def elapsed_ms(self) -> int:
+        return now_ms() - self.started_ms
+
+    # --- history ----------------------------------------------------------------------------
+
+    def record(self, role: str, type_: str, text: str | None = None, **fields: Any) -> None:
+        """Store an event (in order, off the hot path)."""
+        timestamp = now_ms()
+
+        async def write(session: Any) -> bool:
+            await chats.append_event(
+                session,
+                chat_id=self.chat_id,
+                role=role,
+                type=type_,
+                message_text=text,
+                timestamp=timestamp,
+                **fields,
+            )
+            return False
+
+        self.events.submit(write)
+
+    def record_error(self, code: tuple[str, str], message: str) -> None:
+        """Errors go into the chat's metadata: the spec's event types have no error type."""
+        self.errors.append({"code": code[0], "slug": code[1], "message": message, "timestamp": now_ms()})
+        metadata = json.dumps({"errors": self.errors[-20:]})
+
+        async def write(session: Any) -> bool:
+            chat = await chats.get_chat(session, account_id=self.account_id, chat_id=self.chat_id)
+            chat.chat_metadata = metadata
+            return False
+
+        self.events.submit(write)
+
+    # --- language model -------------------------------------------------------------------
+
+    def language_model(self) -> LanguageModel:
+        if self._llm is None:
+            self._llm = self.runtime.language_model(self.config.get("language_model"), self.language_model_api_key)
+        return self._llm
+
+    @property
+    def temperature(self) -> float | None:
+        return (self.config.get("language_model") or {}).get("temperature")
+
+    def _config_voice(self) -> Voice:
+        configured = self.config.get("voice")
+        found = find_voice(voice_id=configured.get("id")) if configured else None
+        return found or DEFAULT_VOICE
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, *, resumed: bool, session_settings: dict[str, Any] | None) -> None:
+        """Begin: metadata first, then the system prompt event, timers and the greeting."""
+        self.events.start()
+        self.runtime.sessions[self.chat_id] = self
+        await self.runtime.bus.register(self.chat_id, self.handle_control)
+        self.emit(msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id))
+        if resumed:
+            async with self.runtime.db() as s:
+                events = await chats.all_group_events(s, account_id=self.account_id, group_id=self.chat_group_id)
+            self.conversation.history = rebuild_history([e for e in events if e.chat_id != self.chat_id])
+        if session_settings:
+            await self._apply_settings(
+                p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
+            )
+        self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
+        self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
+        greeting = (self.config.get("event_messages") or {}).get("on_new_chat") or {}
+        if greeting.get("enabled") and not resumed:
+            await self._start_turn(
+                speak=greeting.get("text"),
+                instruction="Greet the user warmly in one short sentence to open the conversation.",
+            )
+
+    async def close(self, status: str, *, reason: str = "") -> None:
+        """End the chat: stop the turn and timers, store the end, tell the sockets."""
+        if self.status is not None:
+            return
+        self.status = status
+        await self._cancel_turn(record_interruption=False)
+        for timer in self._timers:
+            if timer is not asyncio.current_task():
+                timer.cancel()
+        for future in self.pending_tools.values():
+            future.cancel()
+        await self.runtime.bus.unregister(self.chat_id)
+        self.runtime.sessions.pop(self.chat_id, None)
+        ended = now_ms()
+        self.record("SYSTEM", "CHAT_END_MESSAGE", reason or status)
+        webhooks = self.config.get("webhooks", [])
+
+        async def finish(session: Any) -> bool:
+            await chats.end_chat(session, chat_id=self.chat_id, status=status, end_timestamp=ended)
+            return (
+                await outbox.enqueue(
+                    session,
+                    account_id=self.account_id,
+                    chat_id=self.chat_id,
+                    webhooks=webhooks,
+                    event_name="chat_ended",
+                    payload=outbox.chat_ended_payload(
+                        chat_id=self.chat_id,
+                        chat_group_id=self.chat_group_id,
+                        config_id=self.config.get("id"),
+                        custom_session_id=self.custom_session_id,
+                        start_time_ms=self.started_ms,
+                        end_time_ms=ended,
+                        end_reason=status,
+                    ),
+                )
+                > 0
+            )
+
+        self.events.submit(finish)
+        await self.events.close()
+        if self._llm is not None:
+            await self._llm.aclose()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+        self.closed.set()
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    async def handle_control(self, message: dict[str, Any]) -> None:
+        """A message from the control plane (`POST /chat/{id}/send`)."""
+        await self.handle(message)
+
+    async def handle_raw(self, raw: str | bytes) -> None:
+        if len(raw) > self.runtime.settings.chat_max_message_bytes:
+            self.emit_error(msg.E_MESSAGE_TOO_LARGE, "Message too large")
+            return
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
+            return
+        if not isinstance(data, dict):
+            self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
+            return
+        await self.handle(data)
+
+    async def handle(self, data: dict[str, Any]) -> None:
+        try:
+            message = p.client_message_adapter.validate_python(data)
+        except ValidationError as exc:
+            kind = data.get("type")
+            first = exc.errors()[0] if exc.errors() else {"msg": "invalid"}
+            where = ".".join(str(x) for x in first.get("loc", ()) if x != kind)
+            self.emit_error(msg.E_INVALID_MESSAGE, f"Invalid {kind or 'message'}: {where} {first['msg']}".strip())
+            return
+        if self.status is not None:
+            return
+        async with self._inbound:
+            if message.custom_session_id is not None:
+                self.custom_session_id = message.custom_session_id
+            try:
+                await self._dispatch(message)
+            except Exception:
+                log.exception("chat %s: error handling %s", self.chat_id, data.get("type"))
+                self.emit_error(msg.E_INTERNAL, "Internal error while handling the message")
+
+    async def _dispatch(self, message: Any) -> None:
+        if not isinstance(message, p.AudioInput):
+            self._touch()
+        match message:
+            case p.UserInput(text=text):
+                await self.user_turn(text, from_text=True)
+            case p.AssistantInput(text=text):
+                await self._start_turn(speak=text)
+            case p.SessionSettings():
+                await self._apply_settings(message)
+            case p.ToolResponse():
+                self._resolve_tool(message.tool_call_id, message.model_dump())
+                self.emit({k: v for k, v in message.model_dump().items() if k != "custom_session_id"})
+            case p.ToolError():
+                self._resolve_tool(message.tool_call_id, message.model_dump())
+                self.emit({k: v for k, v in message.model_dump().items() if k != "custom_session_id"})
+            case p.PauseAssistant():
+                await self._pause()
+            case p.ResumeAssistant():
+                await self._resume()
+            case p.AudioInput(data=data):
+                self._accept_audio(data)
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
+        self._nudged = False
+
+    async def user_turn(
+        self, text: str, *, from_text: bool, begin_ms: int | None = None, emotions: dict[str, float] | None = None
+    ) -> None:
+        """A finished user turn (typed, or transcribed speech): show it, store it, answer it."""
+        now = self.elapsed_ms()
+        await self._cancel_turn(record_interruption=True)
+        self.emit(
+            msg.user_message(
+                text=text,
+                begin_ms=begin_ms if begin_ms is not None else now,
+                end_ms=now,
+                from_text=from_text,
+                prosody=emotions,
+            )
+        )
+        self.record(
+            "USER", "USER_MESSAGE", text, emotion_features=json.dumps(emotions) if emotions is not None else None
+        )
+        self.conversation.add_user(text, emotions=emotions)
+        if self.paused:
+            self.unanswered_while_paused = True
+            return
+        await self._start_turn()
+
+    async def _apply_settings(self, s: p.SessionSettings) -> None:
+        fields = s.model_fields_set
+        if "system_prompt" in fields:
+            self.conversation.system_prompt_override = s.system_prompt
+        if "variables" in fields and s.variables is not None:
+            self.conversation.variables.update(s.variables)
+        if "context" in fields:
+            self.conversation.set_context(s.context.text if s.context else None, s.context.type if s.context else None)
+        if "tools" in fields or "builtin_tools" in fields:
+            self.tools.replace_session_tools(
+                [t.model_dump() for t in s.tools or []]
+                if "tools" in fields
+                else [
+                    {
+                        "name": f.name,
+                        "parameters": f.parameters,
+                        "description": f.description,
+                        "fallback_content": f.fallback_content,
+                    }
+                    for f in self.tools.functions.values()
+                ],
+                [b.model_dump() for b in s.builtin_tools or []] if "builtin_tools" in fields else None,
+            )
+        if "language_model_api_key" in fields:
+            self.language_model_api_key = s.language_model_api_key
+            self._llm = None  # the next turn uses the new key
+        if "voice_id" in fields and s.voice_id:
+            voice = find_voice(voice_id=s.voice_id) or find_voice(name=s.voice_id)
+            if voice is None:
+                self.emit_error(msg.E_INVALID_MESSAGE, f"Unknown voice_id {s.voice_id!r}")
+            else:
+                self.voice = voice
+        if "audio" in fields:
+            self.audio_format = s.audio
+        if "metadata" in fields:
+            self.metadata = s.metadata
+        if s.custom_session_id is not None:
+            self.custom_session_id = s.custom_session_id
+        shown = s.model_dump(mode="json", exclude_unset=True, exclude={"language_model_api_key"})
+        self.record("USER", "SESSION_SETTINGS", json.dumps(shown))
+        if "system_prompt" in fields or "variables" in fields:
+            self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
+        self.emit({**shown, "type": "session_settings"})
+
+    def _resolve_tool(self, tool_call_id: str, answer: dict[str, Any]) -> None:
+        future = self.pending_tools.get(tool_call_id)
+        if future is None or future.done():
+            self.emit_error(msg.E_TOOL, f"No pending tool call with id {tool_call_id!r}")
+            return
+        future.set_result(answer)
+
+    async def _pause(self) -> None:
+        if self.paused:
+            return
+        await self._cancel_turn(record_interruption=False)
+        self.paused = True
+        self.record("USER", "PAUSE_ONSET")
+
+    async def _resume(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self.record("USER", "RESUME_ONSET")
+        if self.unanswered_while_paused:
+            self.unanswered_while_paused = False
+            await self._start_turn()
+
+    def _accept_audio(self, data: str) -> None:
+        try:
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            self.emit_error(msg.E_INVALID_AUDIO, "audio_input data is not valid base64")
+
+    # --- turns ------------------------------------------------------------------------------
+
+    @property
+    def speaking(self) -> bool:
+        return self._turn is not None and not self._turn.done()
+
+    async def _start_turn(self, *, speak: str | None = None, instruction: str | None = None) -> None:
+        """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`)."""
+        await self._cancel_turn(record_interruption=True)
+        if self.status is not None:
+            return
+        turn = AssistantTurn(self, speak=speak, instruction=instruction)
+        self._turn_obj = turn
+        self._turn = asyncio.create_task(turn.run(), name=f"turn-{self.chat_id}")
+        self._turn.add_done_callback(self._turn_done)
+
+    def _turn_done(self, task: asyncio.Task[TurnOutcome]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("chat %s: assistant turn failed", self.chat_id, exc_info=exc)
+            return
+        outcome = task.result()
+        self._touch()
+        if outcome.hang_up:
+            self._timers.append(
+                asyncio.create_task(self.close(USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
+            )
+
+    async def _cancel_turn(self, *, record_interruption: bool) -> None:
+        """Stop the current turn at once (what was already sent stays recorded as said)."""
+        task, turn = self._turn, self._turn_obj
+        self._turn = self._turn_obj = None
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if record_interruption and turn is not None and turn.started_speaking:
+            self.emit(msg.user_interruption(time_ms=self.elapsed_ms()))
+            self.record("USER", "USER_INTERRUPTION")
+
+    async def wait_turn(self) -> None:
+        task = self._turn
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
+
+    # --- timers -----------------------------------------------------------------------------
+
+    async def _watch_timeouts(self) -> None:
+        """Inactivity and maximum-duration timeouts, and nudges while the user is silent."""
+        settings = self.runtime.settings
+        timeouts = self.config.get("timeouts") or {}
+        inactivity = timeouts.get("inactivity") or {}
+        max_duration = timeouts.get("max_duration") or {}
+        nudges = self.config.get("nudges") or {}
+        limit = settings.max_chat_duration_s
+        if max_duration.get("enabled") and max_duration.get("duration_secs"):
+            limit = min(limit, int(max_duration["duration_secs"]))
+        started = time.monotonic()
+        while self.status is None:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            silent = now - self._last_activity
+            if now - started >= limit:
+                await self._end_with_message(MAX_DURATION_TIMEOUT, "on_max_duration_timeout")
+                return
+            if self.speaking or self.paused:
+                continue
+            if inactivity.get("enabled") and silent >= float(inactivity.get("duration_secs") or 600):
+                await self._end_with_message(INACTIVITY_TIMEOUT, "on_inactivity_timeout")
+                return
+            interval = nudges.get("interval_secs")
+            if nudges.get("enabled") and interval and not self._nudged and silent >= float(interval):
+                self._nudged = True
+                await self._start_turn(
+                    instruction="The user has been silent for a while. Gently check in with one short question."
+                )
+
+    async def _end_with_message(self, status: str, event_name: str) -> None:
+        spec = (self.config.get("event_messages") or {}).get(event_name) or {}
+        if spec.get("enabled"):
+            await self._start_turn(
+                speak=spec.get("text"),
+                instruction="The conversation is ending because of a time limit. Say a short, kind goodbye.",
+            )
+            await self.wait_turn()
+        await self.close(status, reason=event_name)

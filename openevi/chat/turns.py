@@ -1,0 +1,270 @@
+"""One assistant turn: model text → speakable pieces → assistant_message + audio_output, with tools.
+
+The model keeps writing while earlier pieces are being synthesized: a producer (model + chunker)
+feeds a queue that a speaker drains in order. Cancelling the turn's task stops both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openevi.audio.wav import wav_chunk
+from openevi.chat import messages as msg
+from openevi.chat.chunker import SentenceChunker
+from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
+from openevi.llm.base import GenerationRequest, LLMError, TextDelta, ToolCall
+from openevi.speech.tts.base import TTSError
+from openevi.store.db import now_ms
+from openevi.webhooks import outbox
+
+if TYPE_CHECKING:
+    from openevi.chat.session import ChatSession
+
+log = logging.getLogger("openevi.chat.turns")
+
+# Audio is sent in pieces of this length so that barge-in can stop playback between them.
+AUDIO_PIECE_MS = 250
+MAX_TOOL_ROUNDS = 8
+
+
+@dataclass
+class TurnOutcome:
+    hang_up: bool = False
+
+
+class AssistantTurn:
+    """Generates (or speaks given text) and streams it to the chat's sockets."""
+
+    def __init__(self, session: ChatSession, *, speak: str | None, instruction: str | None) -> None:
+        self.session = session
+        self.speak_text = speak
+        self.instruction = instruction
+        self.started_speaking = False
+        self.spoken: list[str] = []
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self.outcome = TurnOutcome()
+
+    async def run(self) -> TurnOutcome:
+        speaker = asyncio.create_task(self._speak_pieces(), name=f"speaker-{self.session.chat_id}")
+        try:
+            if self.speak_text is not None:
+                chunker = SentenceChunker(first_clause_words=10_000)
+                for piece in [*chunker.push(self.speak_text + " "), *chunker.flush()]:
+                    self._pieces.put_nowait(piece)
+            else:
+                await self._generate()
+            self._pieces.put_nowait(None)
+            await speaker
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+        self.session.emit(msg.assistant_end())
+        return self.outcome
+
+    # --- generation -------------------------------------------------------------------------
+
+    async def _generate(self) -> None:
+        s = self.session
+        for _ in range(MAX_TOOL_ROUNDS):
+            chunker = SentenceChunker()
+            calls: list[ToolCall] = []
+            request = GenerationRequest(
+                messages=s.conversation.messages(extra_system=self.instruction),
+                tools=s.tools.specs(),
+                temperature=s.temperature,
+                custom_session_id=s.custom_session_id,
+            )
+            try:
+                async with asyncio.timeout(s.runtime.settings.llm_timeout_s):
+                    async for event in s.language_model().stream(request):
+                        if isinstance(event, TextDelta):
+                            for piece in chunker.push(event.text):
+                                self._pieces.put_nowait(piece)
+                        else:
+                            calls.append(event)
+            except (LLMError, TimeoutError) as exc:
+                code = exc.code if isinstance(exc, LLMError) else "timeout"
+                text = str(exc) or "the language model did not answer in time"
+                s.emit_error(msg.E_LANGUAGE_MODEL, f"Language model error ({code}): {text}")
+                s.record_error(msg.E_LANGUAGE_MODEL, text)
+                for piece in chunker.flush():
+                    self._pieces.put_nowait(piece)
+                return
+            for piece in chunker.flush():
+                self._pieces.put_nowait(piece)
+            if not calls:
+                return
+            # Tool calls come after the words said before them.
+            await self._drain_pieces()
+            if not await self._run_tools(calls):
+                return
+
+    async def _drain_pieces(self) -> None:
+        await self._pieces.join()
+
+    async def _run_tools(self, calls: list[ToolCall]) -> bool:
+        """Run one round of tool calls; True when the model should continue."""
+        s = self.session
+        s.conversation.add_tool_calls(calls)
+        for call in calls:
+            kind = s.tools.kind(call.name)
+            if kind is None:
+                s.conversation.add_tool_result(call, f"Error: there is no tool named {call.name}.")
+                continue
+            s.record(
+                "AGENT",
+                "FUNCTION_CALL",
+                call.arguments,
+                metadata=json.dumps(
+                    {"tool_call_id": call.id, "name": call.name, "parameters": call.arguments, "tool_type": kind}
+                ),
+            )
+            self._enqueue_tool_webhook(call, kind)
+            if kind == "builtin":
+                content = await self._run_builtin(call)
+            else:
+                content = await self._await_client(call)
+            s.record(
+                "TOOL",
+                "FUNCTION_CALL_RESPONSE",
+                content,
+                metadata=json.dumps({"tool_call_id": call.id, "name": call.name, "tool_type": kind}),
+            )
+            s.conversation.add_tool_result(call, content)
+        return not self.outcome.hang_up
+
+    def _enqueue_tool_webhook(self, call: ToolCall, kind: str) -> None:
+        s = self.session
+        webhooks = s.config.get("webhooks", [])
+        payload = outbox.tool_call_payload(
+            chat_id=s.chat_id,
+            chat_group_id=s.chat_group_id,
+            config_id=s.config.get("id"),
+            custom_session_id=s.custom_session_id,
+            timestamp_ms=now_ms(),
+            name=call.name,
+            parameters=call.arguments,
+            tool_call_id=call.id,
+            tool_type="builtin" if kind == "builtin" else "function",
+            response_required=kind == "function",
+        )
+
+        async def write(db: Any) -> bool:
+            count = await outbox.enqueue(
+                db,
+                account_id=s.account_id,
+                chat_id=s.chat_id,
+                webhooks=webhooks,
+                event_name="tool_call",
+                payload=payload,
+            )
+            return count > 0
+
+        if outbox.subscribed_urls(webhooks, "tool_call"):
+            s.events.submit(write)
+
+    async def _await_client(self, call: ToolCall) -> str:
+        """Send the call to the client and wait for its tool_response or tool_error."""
+        s = self.session
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        s.pending_tools[call.id] = future
+        s.emit(
+            msg.tool_call(
+                name=call.name,
+                parameters=call.arguments,
+                tool_call_id=call.id,
+                tool_type="function",
+                response_required=True,
+            )
+        )
+        try:
+            async with asyncio.timeout(s.runtime.settings.tool_response_timeout_s):
+                answer = await future
+        except TimeoutError:
+            fallback = s.tools.fallback(call.name)
+            return fallback or f"The tool {call.name} did not answer in time."
+        finally:
+            s.pending_tools.pop(call.id, None)
+        if answer.get("type") == "tool_error":
+            return answer.get("content") or s.tools.fallback(call.name) or f"The tool failed: {answer.get('error')}"
+        return str(answer.get("content", ""))
+
+    async def _run_builtin(self, call: ToolCall) -> str:
+        s = self.session
+        if call.name == HANG_UP:
+            self.outcome.hang_up = True
+            content = "Call ended."
+        elif call.name == WEB_SEARCH:
+            try:
+                query = str(json.loads(call.arguments or "{}").get("query", ""))
+                assert s.runtime.settings.web_search_url is not None
+                content = await web_search(s.runtime.settings.web_search_url, query)
+            except Exception as exc:
+                log.warning("chat %s: web_search failed: %s", s.chat_id, exc)
+                fallback = s.tools.fallback(call.name) or "The web search failed."
+                s.emit(
+                    msg.tool_error(
+                        tool_call_id=call.id,
+                        error=str(exc) or "web search failed",
+                        content=fallback,
+                        code="web_search_failed",
+                        tool_type="builtin",
+                    )
+                )
+                return fallback
+        else:
+            content = ""
+        s.emit(msg.tool_response(tool_call_id=call.id, content=content, tool_name=call.name, tool_type="builtin"))
+        return content
+
+    # --- speaking ---------------------------------------------------------------------------
+
+    async def _speak_pieces(self) -> None:
+        s = self.session
+        tts = s.runtime.tts
+        while True:
+            piece = await self._pieces.get()
+            try:
+                if piece is None:
+                    return
+                message_id = str(uuid.uuid4())
+                self.started_speaking = True
+                s.emit(msg.assistant_message(message_id=message_id, text=piece, from_text=self.speak_text is not None))
+                s.record("AGENT", "AGENT_MESSAGE", piece)
+                s.conversation.add_assistant(piece)
+                self.spoken.append(piece)
+                await self._synthesize(message_id, piece, tts)
+            finally:
+                self._pieces.task_done()
+
+    async def _synthesize(self, message_id: str, text: str, tts: Any) -> None:
+        s = self.session
+        rate = tts.sample_rate
+        piece_bytes = rate * 2 * AUDIO_PIECE_MS // 1000
+        index = 0
+        pending = b""
+        try:
+            async for pcm in tts.synthesize(text, voice=s.voice):
+                pending += pcm
+                while len(pending) >= piece_bytes:
+                    chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
+                    s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(chunk, rate)))
+                    index += 1
+            if pending:
+                s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(pending, rate)))
+        except TTSError as exc:
+            s.emit_error(msg.E_TTS, f"Speech synthesis failed: {exc}")
+            s.record_error(msg.E_TTS, str(exc))
+
+
+def _b64_wav(pcm: bytes, rate: int) -> str:
+    return base64.b64encode(wav_chunk(pcm, rate)).decode()

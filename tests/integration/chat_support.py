@@ -1,0 +1,83 @@
+"""Helpers for chat tests: a server wired to the scripted model, and a reader of SDK sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hume import AsyncHumeClient
+
+from tests.server import ServerProcess, database_url_for_tests
+from tests.support.scripted_llm import ScriptedLLM
+
+
+def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> ServerProcess:
+    """A server whose default language model is the scripted one."""
+    return ServerProcess(
+        data_dir=data_dir,
+        database_url=database_url_for_tests(),
+        extra_env={
+            "OPENEVI_LLM_PROVIDER": "OPEN_AI",
+            "OPENEVI_LLM_MODEL": "scripted",
+            "OPENEVI_OPENAI_BASE_URL": llm.base_url,
+            "OPENEVI_OPENAI_API_KEY": "scripted-key",
+            "OPENEVI_ALLOW_HTTP_WEBHOOKS": "true",
+            **extra_env,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLLM]:
+    model = ScriptedLLM().start()
+    yield model
+    model.stop()
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
+    proc = scripted_server(Path(tmp_path_factory.mktemp("chat")), llm)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def client_for(server: ServerProcess) -> AsyncHumeClient:
+    return AsyncHumeClient(api_key=server.api_key, base_url=server.base_url)
+
+
+async def recv_until(socket: Any, kind: str, *, timeout: float = 30.0) -> list[Any]:
+    """Messages up to and including the first of type `kind`."""
+    seen: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await socket.recv()
+            seen.append(message)
+            if message.type == kind:
+                return seen
+
+
+def of_type(messages: list[Any], kind: str) -> list[Any]:
+    return [m for m in messages if m.type == kind]
+
+
+def wav_info(data_b64: str) -> tuple[int, int, int]:
+    """(sample rate, channels, frames) of one audio_output chunk."""
+    with wave.open(io.BytesIO(base64.b64decode(data_b64))) as wav:
+        return wav.getframerate(), wav.getnchannels(), wav.getnframes()
+
+
+async def wait_chat_ended(client: AsyncHumeClient, chat_id: str, *, timeout: float = 15.0) -> Any:
+    """The chat's stored record once it is no longer ACTIVE (the end is written just after close)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            page = await client.empathic_voice.chats.list_chat_events(id=chat_id)
+            if page.response.status != "ACTIVE":
+                return page.response
+            await asyncio.sleep(0.05)
