@@ -52,10 +52,10 @@ def client_for(server: ServerProcess) -> AsyncHumeClient:
     return AsyncHumeClient(api_key=server.api_key, base_url=server.base_url)
 
 
-async def recv_until(socket: Any, kind: str, *, timeout: float = 30.0) -> list[Any]:
+async def recv_until(socket: Any, kind: str, *, limit_s: float = 30.0) -> list[Any]:
     """Messages up to and including the first of type `kind`."""
     seen: list[Any] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         while True:
             message = await socket.recv()
             seen.append(message)
@@ -73,9 +73,9 @@ def wav_info(data_b64: str) -> tuple[int, int, int]:
         return wav.getframerate(), wav.getnchannels(), wav.getnframes()
 
 
-async def wait_chat_ended(client: AsyncHumeClient, chat_id: str, *, timeout: float = 15.0) -> Any:
+async def wait_chat_ended(client: AsyncHumeClient, chat_id: str, *, limit_s: float = 15.0) -> Any:
     """The chat's stored record once it is no longer ACTIVE (the end is written just after close)."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         while True:
             page = await client.empathic_voice.chats.list_chat_events(id=chat_id)
             if page.response.status != "ACTIVE":
