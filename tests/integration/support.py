@@ -7,11 +7,11 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openevi.store import accounts
 from openevi.store.db import create_engine, session_factory, transaction
 from tests.server import ServerProcess
+
+T = TypeVar("T")
 
 SPEC_ENV = "OPENEVI_SPEC_PATH"
 _SPEC_CANDIDATES = (
@@ -124,9 +126,16 @@ def new_account_key(server: ServerProcess, name: str = "tests") -> str:
             issued = await accounts.add_key(session, account_id=account_id, name=name)
         return issued.api_key
 
-    # A thread of its own: callable from sync tests and from inside the test event loop alike.
+    return run_async(make())
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a loop of its own in a thread of its own.
+
+    Callable from sync tests and from inside the test event loop alike.
+    """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, make()).result()
+        return pool.submit(asyncio.run, work).result()
 
 
 async def account_of(session: AsyncSession, api_key: str) -> str:
