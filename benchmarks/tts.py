@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -25,9 +26,10 @@ TEXTS = {
 }
 
 
-async def _one(tts: PiperTTS, text: str) -> tuple[float, float, float, int]:
-    """Seconds to first chunk, total seconds, audio seconds, chunk count."""
+async def _one(tts: PiperTTS, text: str) -> tuple[float, float, float, int, float]:
+    """Seconds to first chunk, total seconds, audio seconds, chunk count, CPU seconds (all threads)."""
     start = time.perf_counter()
+    cpu_start = time.process_time()
     first = 0.0
     audio_ms = 0.0
     chunks = 0
@@ -36,7 +38,7 @@ async def _one(tts: PiperTTS, text: str) -> tuple[float, float, float, int]:
             first = time.perf_counter() - start
         chunks += 1
         audio_ms += pcm_duration_ms(chunk, tts.sample_rate)
-    return first, time.perf_counter() - start, audio_ms / 1000, chunks
+    return first, time.perf_counter() - start, audio_ms / 1000, chunks, time.process_time() - cpu_start
 
 
 async def main() -> None:
@@ -54,17 +56,20 @@ async def main() -> None:
     warm_s = time.perf_counter() - start
     print(f"voice {DEFAULT_VOICE.model}, onnx_threads={args.onnx_threads}, runs={args.runs} (medians)")
     print(f"load {load_s:.2f} s, warm-up synthesis {warm_s:.2f} s")
-    print("| text | words | audio s | chunks | first chunk ms | total ms | RTF |")
-    print("|---|---|---|---|---|---|---|")
+    # CPU RTF (CPU seconds per audio second) hardly depends on other load; wall RTF does.
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| text | words | audio s | chunks | first chunk ms | total ms | RTF (wall) | RTF (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, text in TEXTS.items():
         runs = [await _one(tts, text) for _ in range(args.runs)]
         first = statistics.median(r[0] for r in runs)
         total = statistics.median(r[1] for r in runs)
         audio = statistics.median(r[2] for r in runs)
         rtf = statistics.median(r[1] / r[2] for r in runs)
+        cpu_rtf = statistics.median(r[4] / r[2] for r in runs)
         print(
             f"| {label} | {len(text.split())} | {audio:.2f} | {runs[0][3]} | {first * 1000:.0f} "
-            f"| {total * 1000:.0f} | {rtf:.3f} |"
+            f"| {total * 1000:.0f} | {rtf:.3f} | {cpu_rtf:.3f} |"
         )
     await tts.aclose()
 

@@ -95,7 +95,7 @@ class _Job:
 
 
 def _to_int16(audio: np.ndarray) -> bytes:
-    return bytes(np.clip(audio * _INT16_MAX, -_INT16_MAX, _INT16_MAX).astype("<i2").tobytes())
+    return np.clip(audio * _INT16_MAX, -_INT16_MAX, _INT16_MAX).astype("<i2").tobytes()
 
 
 class PiperTTS:
@@ -153,7 +153,11 @@ class PiperTTS:
         self._jobs.add(job)
         # Not awaited: _render reports through the queue and never raises, so a cancelled
         # consumer returns at once while the worker notices the stop flag on its own.
-        self._pool.submit(self._render, piper_voice, text, job, post)
+        try:
+            self._pool.submit(self._render, piper_voice, text, job, post)
+        except RuntimeError as exc:  # aclose() shut the pool down meanwhile
+            self._jobs.discard(job)
+            raise TTSError("PiperTTS is closed") from exc
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
