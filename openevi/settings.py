@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     tool_response_timeout_s: float = Field(default=120.0, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     max_chat_duration_s: int = Field(default=1800, ge=30)
+    # audio_output is paced to stay at most this far ahead of real-time playback, so that a barge-in
+    # stops the assistant within this bound and history records only what was (about to be) heard.
+    audio_lead_ms: int = Field(default=1500, ge=0)
     instance_id: str | None = Field(default=None, description="Name of this instance (default: random).")
 
     # Webhook delivery (openevi/webhooks): attempts per delivery, idle poll, per-request timeout, backoff.

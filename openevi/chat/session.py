@@ -19,9 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from openevi.audio.recorder import ChatRecorder
 from openevi.chat import messages as msg
 from openevi.chat.context import Conversation, rebuild_history
 from openevi.chat.eventlog import EventLog
+from openevi.chat.playback import PlaybackClock
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
@@ -94,6 +96,8 @@ class ChatSession:
         self._nudged = False
         self._llm: LanguageModel | None = None
         self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
+        self.recorder: ChatRecorder | None = None
         self.closed = asyncio.Event()
 
     # --- outbound -------------------------------------------------------------------------
@@ -173,6 +177,10 @@ class ChatSession:
     async def start(self, *, resumed: bool, session_settings: dict[str, Any] | None) -> None:
         """Begin: metadata first, then the system prompt event, timers and the greeting."""
         self.events.start()
+        self.recorder = ChatRecorder(
+            self.runtime.settings.data_dir / "recordings" / self.chat_id,
+            assistant_rate=self.runtime.tts.sample_rate,
+        )
         self.runtime.sessions[self.chat_id] = self
         await self.runtime.bus.register(self.chat_id, self.handle_control)
         self.emit(msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id))
@@ -233,6 +241,8 @@ class ChatSession:
             )
 
         self.events.submit(finish)
+        if self.recorder is not None:
+            self.recorder.close()
         await self.events.close()
         if self._llm is not None:
             await self._llm.aclose()
@@ -408,7 +418,8 @@ class ChatSession:
 
     @property
     def speaking(self) -> bool:
-        return self._turn is not None and not self._turn.done()
+        """The assistant is generating, or the listener is still hearing audio already sent."""
+        return (self._turn is not None and not self._turn.done()) or self.playback.playing
 
     async def _start_turn(self, *, speak: str | None = None, instruction: str | None = None) -> None:
         """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`)."""

@@ -257,13 +257,24 @@ class AssistantTurn:
                 pending += pcm
                 while len(pending) >= piece_bytes:
                     chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
-                    s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(chunk, rate)))
+                    await self._send_audio(message_id, index, chunk, rate)
                     index += 1
             if pending:
-                s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(pending, rate)))
+                await self._send_audio(message_id, index, pending, rate)
         except TTSError as exc:
             s.emit_error(msg.E_TTS, f"Speech synthesis failed: {exc}")
             s.record_error(msg.E_TTS, str(exc))
+
+    async def _send_audio(self, message_id: str, index: int, pcm: bytes, rate: int) -> None:
+        """Send one piece, no further ahead of the listener's playback than the configured lead."""
+        s = self.session
+        wait = s.playback.wait_before_next()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        s.playback.queued(len(pcm) / (2 * rate))
+        s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(pcm, rate)))
+        if s.recorder is not None:
+            s.recorder.assistant_audio(pcm, rate, at_ms=s.playback.starts_at_ms(len(pcm) / (2 * rate)))
 
 
 def _b64_wav(pcm: bytes, rate: int) -> str:

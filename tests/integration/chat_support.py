@@ -28,6 +28,8 @@ def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> Serve
             "OPENEVI_OPENAI_BASE_URL": llm.base_url,
             "OPENEVI_OPENAI_API_KEY": "scripted-key",
             "OPENEVI_ALLOW_HTTP_WEBHOOKS": "true",
+            # No real-time pacing of audio_output unless a test asks for it: tests read fast.
+            "OPENEVI_AUDIO_LEAD_MS": "600000",
             **extra_env,
         },
     )

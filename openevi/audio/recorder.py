@@ -1,0 +1,75 @@
+"""Recording of both sides of a chat on one timeline, as 16-bit mono WAV files in the data dir.
+
+User audio (16 kHz, as heard by the listener) and assistant audio (the TTS rate, as sent) go to
+separate tracks; each track is padded with silence so that sample N sits at N / rate seconds after
+the chat started. Reconstruction mixes the tracks later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import wave
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("openevi.audio.recorder")
+
+USER_TRACK = "user.wav"
+ASSISTANT_TRACK = "assistant.wav"
+
+
+class _Track:
+    def __init__(self, path: Path, rate: int) -> None:
+        self.rate = rate
+        self.samples = 0
+        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - kept open for the chat's life
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(rate)
+
+    def write_at(self, pcm16: bytes, at_ms: int) -> None:
+        """Append at `at_ms` (silence fills any gap; overlapping audio is appended after)."""
+        target = at_ms * self.rate // 1000
+        if target > self.samples:
+            gap = target - self.samples
+            self._wav.writeframesraw(b"\x00\x00" * gap)
+            self.samples += gap
+        self._wav.writeframesraw(pcm16)
+        self.samples += len(pcm16) // 2
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+class ChatRecorder:
+    """Writes a chat's two tracks under `recordings/<chat_id>/` as the chat goes."""
+
+    def __init__(self, directory: Path, *, user_rate: int = 16000, assistant_rate: int = 24000) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._user = _Track(directory / USER_TRACK, user_rate)
+        self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate)
+        self._closed = False
+
+    def user_audio(self, samples: np.ndarray, *, at_ms: int) -> None:
+        """float32 samples at the user rate, heard at `at_ms` (ms since the chat started)."""
+        if self._closed:
+            return
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        self._user.write_at(pcm, at_ms)
+
+    def assistant_audio(self, pcm16: bytes, rate: int, *, at_ms: int) -> None:
+        if self._closed or rate != self._assistant.rate:
+            return
+        self._assistant.write_at(pcm16, at_ms)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._user.close()
+        self._assistant.close()
+        meta = {"user_rate": self._user.rate, "assistant_rate": self._assistant.rate}
+        (self.directory / "meta.json").write_text(json.dumps(meta))

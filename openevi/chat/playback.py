@@ -1,0 +1,33 @@
+"""Where the listener's playback is: the clock that paces audio_output and places it on the timeline."""
+
+from __future__ import annotations
+
+import time
+
+
+class PlaybackClock:
+    """Estimates when audio already sent will have finished playing, assuming real-time playback."""
+
+    def __init__(self, *, lead_s: float, chat_started: float | None = None) -> None:
+        self._lead_s = lead_s
+        self._chat_started = chat_started if chat_started is not None else time.monotonic()
+        self._until = 0.0  # monotonic time at which everything sent so far has been played
+
+    def wait_before_next(self) -> float:
+        """Seconds to wait before sending more, to stay within the lead."""
+        return max(0.0, self._until - time.monotonic() - self._lead_s)
+
+    def queued(self, seconds: float) -> None:
+        self._until = max(self._until, time.monotonic()) + seconds
+
+    def starts_at_ms(self, seconds: float) -> int:
+        """Timeline position (ms since chat start) of the piece just queued."""
+        return int((self._until - seconds - self._chat_started) * 1000)
+
+    def stop(self) -> None:
+        """The listener stopped playback (barge-in, pause): nothing is queued any more."""
+        self._until = 0.0
+
+    @property
+    def playing(self) -> bool:
+        return self._until > time.monotonic()
