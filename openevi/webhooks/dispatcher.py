@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi import __version__
 from openevi.settings import Settings
-from openevi.store.db import now_ms
+from openevi.store.db import now_ms, transaction
 from openevi.store.models import WebhookDelivery
 from openevi.webhooks.outbox import DELIVERED, FAILED, PENDING
 from openevi.webhooks.signing import account_signing_secret, signature_headers
@@ -193,7 +193,7 @@ class WebhookDispatcher:
     async def _secret(self, account_id: str) -> str:
         secret = self._secrets.get(account_id)
         if secret is None:
-            async with self._factory() as session, session.begin():
+            async with transaction(self._factory) as session:
                 secret = await account_signing_secret(session, account_id)
             self._secrets[account_id] = secret
         return secret
