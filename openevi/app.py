@@ -13,10 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openevi import __version__
-from openevi.api import chat_ws, chats, control, oauth
+from openevi.api import audio, chat_ws, chats, control, oauth
 from openevi.api.auth import Authenticator
 from openevi.api.errors import error_body, install_error_handlers
 from openevi.api.resources import configs_router, prompts_router, tools_router
+from openevi.audio.worker import ReconstructionWorker
 from openevi.bootstrap import announce, ensure_default_key
 from openevi.bus.memory import MemoryBus
 from openevi.chat.recovery import close_orphans, instance_id_for
@@ -133,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             instance_id=instance_id_for(settings.data_dir, settings.instance_id),
         )
         app.state.chat_runtime = runtime
+        async with factory() as s, s.begin():
+            app.state.audio_url_secret = await accounts.server_secret(s, "audio_urls")
+        app.state.reconstructions = ReconstructionWorker(factory, settings.data_dir / "recordings")
+        app.state.reconstructions.start()
         await close_orphans(runtime)
         warm = asyncio.create_task(warm_up(runtime), name="warm-up")
         log.info("openevi %s ready (database: %s)", __version__, engine.url.get_backend_name())
@@ -141,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             warm.cancel()
             await runtime.shutdown()
+            await app.state.reconstructions.stop()
             await app.state.webhooks.stop()
             await app.state.bus.close()
             await engine.dispose()
@@ -162,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         control.router,
         oauth.router,
         chat_ws.router,
+        audio.router,
     ):
         app.include_router(router)
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 from openevi.api.deps import Caller, Db, PageDep
-from openevi.services.chat_views import chat_view, event_view, group_summary, group_view, reconstruction_view
+from openevi.services.chat_views import chat_view, event_view, group_summary, group_view
 from openevi.services.views import paged
 from openevi.store import chats
 from openevi.store.chats import PageQuery
-from openevi.store.db import transaction
 
 router = APIRouter(prefix="/v0/evi", tags=["chats"])
 
 ChatStatus = Literal["ACTIVE", "USER_ENDED", "USER_TIMEOUT", "MAX_DURATION_TIMEOUT", "INACTIVITY_TIMEOUT", "ERROR"]
 Ascending = Annotated[bool, Query()]
+# The spec types the filter as a uuid; config ids are uuids, so anything else is a 422, not an empty page.
+ConfigId = Annotated[UUID | None, Query()]
+
+
+def _str(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _direction(ascending: bool) -> str:
@@ -29,13 +35,13 @@ async def list_chats(
     db: Db,
     page: PageDep,
     ascending_order: Ascending = True,
-    config_id: str | None = None,
+    config_id: ConfigId = None,
     status: ChatStatus | None = None,
 ) -> dict[str, Any]:
     q = PageQuery(page.number, page.size, ascending_order)
     async with db() as s:
         items, total = await chats.list_chats(
-            s, account_id=caller.account_id, page=q, config_id=config_id, status=status
+            s, account_id=caller.account_id, page=q, config_id=_str(config_id), status=status
         )
     body = paged("chats_page", [chat_view(c) for c in items], page_number=page.number, page_size=page.size, total=total)
     return {**body, "pagination_direction": _direction(ascending_order)}
@@ -59,21 +65,13 @@ async def list_chat_events(
     return {**chat_view(chat), **body, "pagination_direction": _direction(ascending_order)}
 
 
-@router.get("/chats/{id}/audio", operation_id="get-audio")
-async def get_chat_audio(id: str, caller: Caller, db: Db) -> dict[str, Any]:
-    async with transaction(db) as s:
-        chat = await chats.get_chat(s, account_id=caller.account_id, chat_id=id)
-        rec = await chats.request_reconstruction(s, account_id=caller.account_id, chat_id=id)
-        return reconstruction_view(chat, rec)
-
-
 @router.get("/chat_groups", operation_id="list-chat-groups")
 async def list_chat_groups(
-    caller: Caller, db: Db, page: PageDep, ascending_order: Ascending = True, config_id: str | None = None
+    caller: Caller, db: Db, page: PageDep, ascending_order: Ascending = True, config_id: ConfigId = None
 ) -> dict[str, Any]:
     q = PageQuery(page.number, page.size, ascending_order)
     async with db() as s:
-        groups, total = await chats.list_chat_groups(s, account_id=caller.account_id, page=q, config_id=config_id)
+        groups, total = await chats.list_chat_groups(s, account_id=caller.account_id, page=q, config_id=_str(config_id))
     body = paged(
         "chat_groups_page",
         [group_view(g) for g in groups],
@@ -117,27 +115,3 @@ async def list_chat_group_events(
         total=total,
     )
     return {"id": id, **body, "pagination_direction": _direction(ascending_order)}
-
-
-@router.get("/chat_groups/{id}/audio", operation_id="get-chat-group-audio")
-async def get_chat_group_audio(
-    id: str, caller: Caller, db: Db, page: PageDep, ascending_order: Ascending = True
-) -> dict[str, Any]:
-    q = PageQuery(page.number, page.size, ascending_order)
-    async with db() as s:
-        group = await chats.get_chat_group(s, account_id=caller.account_id, group_id=id)
-        pairs, total = await chats.group_reconstructions(s, account_id=caller.account_id, group_id=id, page=q)
-    body = paged(
-        "audio_reconstructions_page",
-        [reconstruction_view(c, r) for c, r in pairs],
-        page_number=page.number,
-        page_size=page.size,
-        total=total,
-    )
-    return {
-        "id": group.id,
-        "user_id": caller.account_id,
-        "num_chats": group.num_chats,
-        **body,
-        "pagination_direction": _direction(ascending_order),
-    }
