@@ -27,6 +27,8 @@ def fill_variables(prompt: str, variables: dict[str, Any]) -> str:
         found = variables[name]
         if isinstance(found, bool):
             return "true" if found else "false"
+        if isinstance(found, float) and found.is_integer():
+            return str(int(found))  # the SDK types numbers as floats: 36 arrives as 36.0
         return str(found)
 
     return _VARIABLE.sub(value, prompt)
