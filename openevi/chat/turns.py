@@ -253,12 +253,13 @@ class AssistantTurn:
         index = 0
         pending = b""
         try:
-            async for pcm in tts.synthesize(text, voice=s.voice):
-                pending += pcm
-                while len(pending) >= piece_bytes:
-                    chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
-                    await self._send_audio(message_id, index, chunk, rate)
-                    index += 1
+            async with contextlib.aclosing(tts.synthesize(text, voice=s.voice)) as stream:
+                async for pcm in stream:
+                    pending += pcm
+                    while len(pending) >= piece_bytes:
+                        chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
+                        await self._send_audio(message_id, index, chunk, rate)
+                        index += 1
             if pending:
                 await self._send_audio(message_id, index, pending, rate)
         except TTSError as exc:

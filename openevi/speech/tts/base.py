@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from openevi.speech.voices import Voice
@@ -17,8 +17,8 @@ class TextToSpeech(Protocol):
 
     sample_rate: int
 
-    def synthesize(self, text: str, *, voice: Voice) -> AsyncIterator[bytes]:
-        """Stream audio for one sentence or clause; the first chunk should come as early as possible."""
+    def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
+        """Stream audio for one sentence or clause, as early as possible; closing the generator stops the work."""
         ...
 
     async def aclose(self) -> None:
