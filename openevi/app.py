@@ -29,6 +29,7 @@ from openevi.speech.tts.registry import create_tts
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
+from openevi.web.router import router as web_router
 from openevi.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("openevi")
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         oauth.router,
         chat_ws.router,
         audio.router,
+        web_router,
     ):
         app.include_router(router)
 

@@ -1,0 +1,1 @@
+"""The web playground: a built single-page app (source in `web/`) served at `/playground`."""
