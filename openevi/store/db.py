@@ -42,7 +42,32 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine.sync_engine, "before_cursor_execute", _postgres_text_without_nul, retval=True)
+    return engine
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _postgres_text_without_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+) -> tuple[str, Any]:
+    """PostgreSQL text cannot hold NUL (SQLite can): a NUL in any bound string would fail the whole
+    statement (a 500 for `name="a\\u0000"` or an id with `%00`). Store and look up U+FFFD instead."""
+
+    def clean(params: Any) -> Any:
+        if isinstance(params, dict):
+            return {k: _without_nul(v) for k, v in params.items()}
+        if isinstance(params, (list, tuple)):
+            return type(params)(_without_nul(v) for v in params)
+        return params
+
+    if executemany and isinstance(parameters, (list, tuple)):
+        return statement, type(parameters)(clean(p) for p in parameters)
+    return statement, clean(parameters)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

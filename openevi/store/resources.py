@@ -14,6 +14,7 @@ from openevi.store.errors import NameTakenError, NotFoundError
 from openevi.store.models import ResourceHead, ResourceVersion
 
 Kind = Literal["prompt", "tool", "config"]
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integer columns
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ async def get_version(
     session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str, version: int | None
 ) -> Versioned:
     """One version, or the latest one when `version` is None."""
+    if version is not None and not 0 <= version <= MAX_VERSION:  # PostgreSQL's int4 would overflow: a 500
+        raise NotFoundError(f"No version {version} of {kind} with id {resource_id}")
     query = (
         select(ResourceHead, ResourceVersion)
         .join(ResourceVersion, ResourceVersion.id == ResourceHead.id)
