@@ -190,7 +190,7 @@ def _frame_db(audio: np.ndarray, frame: int) -> np.ndarray:
 
 
 def pause_ratio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
-    """Share of the speech span (first to last active 20 ms frame) taken by pauses of at least 150 ms."""
+    """Share of the speech span (first to last active 20 ms frame) taken by pauses of at least 160 ms."""
     db = _frame_db(audio, sample_rate // 50)
     threshold = max(float(np.percentile(db, 95)) - 30.0, SILENCE_DBFS)
     active = np.flatnonzero(db > threshold)
