@@ -252,3 +252,33 @@ def test_send_to_unknown_chat(raw: httpx.Client) -> None:
 def test_unknown_routes_and_methods_are_json(raw: httpx.Client) -> None:
     assert_error_body(raw.get("/v0/evi/nothing-here"), 404)
     assert_error_body(raw.put("/v0/evi/prompts", json={}), 405)
+
+
+def test_bad_patches_are_422_and_change_nothing(raw: httpx.Client) -> None:
+    before = snapshot(raw)
+    tool = f"/v0/evi/tools/{only_id(raw, 'tools')}"
+    prompt = f"/v0/evi/prompts/{only_id(raw, 'prompts')}"
+    config = f"/v0/evi/configs/{only_id(raw, 'configs')}"
+    for path, body in (
+        (tool, {"name": "has spaces"}),
+        (tool, {"name": ""}),
+        (tool, {}),
+        (prompt, {"name": "x" * 513}),
+        (prompt, {"name": None}),
+        (config, {"name": 7}),
+        (f"{prompt}/version/0", {"version_description": "x" * 5000}),
+        (f"{config}/version/0", {"version_description": ["not", "text"]}),
+    ):
+        assert_validation_error(raw.patch(path, json=body))
+    for path in (prompt, tool, config):
+        assert_validation_error(raw.get(path, params={"restrict_to_most_recent": "perhaps"}))
+    assert_validation_error(raw.get("/v0/evi/configs", params={"restrict_to_most_recent": "perhaps"}))
+    refs = (
+        {"prompt": {"id": only_id(raw, "prompts"), "version": -1}},
+        {"tools": [{"id": only_id(raw, "tools"), "version": -1}]},
+        {"builtin_tools": [{"name": "launch_rockets"}]},
+        {"voice": {"provider": "HUME_AI"}},
+    )
+    for body in refs:
+        assert_validation_error(raw.post("/v0/evi/configs", json={"name": unique("refs"), "evi_version": "3", **body}))
+    assert snapshot(raw) == before
