@@ -1,0 +1,110 @@
+"""Whisper ASR with the real packaged base model: accuracy on espeak speech, cancellation, assembly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openevi.speech.asr.registry import ASRError, create_asr
+from openevi.speech.asr.whisper import WhisperASR, assemble_packaged_model
+from tests.support.speech import SENTENCES, have_espeak, speak, word_error_rate
+
+pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+
+# Synthetic speech is harder than real voices for Whisper base; measured WER is ~0.05-0.1.
+MAX_WER = 0.25
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return assemble_packaged_model(tmp_path_factory.mktemp("whisper"))
+
+
+@pytest.fixture(scope="module")
+async def asr(model_dir: Path) -> AsyncIterator[WhisperASR]:
+    recognizer = create_asr("whisper", cache_dir=model_dir)
+    assert isinstance(recognizer, WhisperASR)
+    await recognizer.load()
+    yield recognizer
+    await recognizer.aclose()
+
+
+async def test_three_sentences(asr: WhisperASR) -> None:
+    reference = " ".join(SENTENCES[:3])
+    audio = np.concatenate([speak(s) for s in SENTENCES[:3]])
+    transcript = await asr.transcribe(audio)
+    assert word_error_rate(reference, transcript.text) < MAX_WER, transcript.text
+    assert transcript.language == "en"
+    assert asr.capabilities.sample_rate == 16_000 and not asr.capabilities.streaming
+
+
+async def test_full_30s_window_also_works(model_dir: Path) -> None:
+    recognizer = WhisperASR(cache_dir=model_dir, window_s=None)
+    try:
+        text = (await recognizer.transcribe(speak(SENTENCES[5]))).text
+    finally:
+        await recognizer.aclose()
+    assert word_error_rate(SENTENCES[5], text) < MAX_WER, text
+
+
+async def test_british_voice_and_prompt(asr: WhisperASR) -> None:
+    sentence = SENTENCES[3]
+    text = (await asr.transcribe(speak(sentence, voice="en-gb"), prompt="A question about the weather.")).text
+    assert word_error_rate(sentence, text) < MAX_WER, text
+
+
+async def test_empty_audio(asr: WhisperASR) -> None:
+    assert (await asr.transcribe(np.zeros(0, dtype=np.float32))).text == ""
+
+
+async def test_cancel_returns_and_model_stays_usable(asr: WhisperASR) -> None:
+    audio = np.concatenate([speak(s) for s in SENTENCES[:4]])
+    task = asyncio.create_task(asr.transcribe(audio))
+    await asyncio.sleep(0)  # let it reach the worker thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    text = (await asr.transcribe(speak(SENTENCES[6]))).text
+    assert word_error_rate(SENTENCES[6], text) < MAX_WER, text
+
+
+async def test_event_loop_runs_during_transcription(asr: WhisperASR) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        await asr.transcribe(speak(SENTENCES[1]))
+    finally:
+        task.cancel()
+    assert ticks > 0
+
+
+def test_assembly_is_idempotent_and_follows_the_stamp(model_dir: Path) -> None:
+    model = model_dir / "model.bin"
+    before = model.stat().st_mtime_ns
+    assemble_packaged_model(model_dir)
+    assert model.stat().st_mtime_ns == before
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        assert (model_dir / name).is_file()
+    stamp = model_dir / "openevi-source.json"
+    source = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**source, "part1": "0.0.0"}))  # as if the package was upgraded
+    assemble_packaged_model(model_dir)
+    assert json.loads(stamp.read_text()) == source
+    assert model.stat().st_size == source["size"]
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(ASRError, match="Unknown ASR provider"):
+        create_asr("nope")
