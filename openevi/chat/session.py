@@ -183,23 +183,28 @@ class ChatSession:
         )
         self.runtime.sessions[self.chat_id] = self
         await self.runtime.bus.register(self.chat_id, self.handle_control)
-        self.emit(msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id))
-        if resumed:
-            async with self.runtime.db() as s:
-                events = await chats.all_group_events(s, account_id=self.account_id, group_id=self.chat_group_id)
-            self.conversation.history = rebuild_history([e for e in events if e.chat_id != self.chat_id])
-        if session_settings:
-            await self._apply_settings(
-                p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
+        # Messages from the sockets wait until the chat is set up: a user_input sent right after
+        # chat_metadata must see the resumed history and the connect-time settings.
+        async with self._inbound:
+            self.emit(
+                msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id)
             )
-        self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
-        self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
-        greeting = (self.config.get("event_messages") or {}).get("on_new_chat") or {}
-        if greeting.get("enabled") and not resumed:
-            await self._start_turn(
-                speak=greeting.get("text"),
-                instruction="Greet the user warmly in one short sentence to open the conversation.",
-            )
+            if resumed:
+                async with self.runtime.db() as s:
+                    events = await chats.all_group_events(s, account_id=self.account_id, group_id=self.chat_group_id)
+                self.conversation.history = rebuild_history([e for e in events if e.chat_id != self.chat_id])
+            if session_settings:
+                await self._apply_settings(
+                    p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
+                )
+            self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
+            self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
+            greeting = (self.config.get("event_messages") or {}).get("on_new_chat") or {}
+            if greeting.get("enabled") and not resumed:
+                await self._start_turn(
+                    speak=greeting.get("text"),
+                    instruction="Greet the user warmly in one short sentence to open the conversation.",
+                )
 
     async def close(self, status: str, *, reason: str = "") -> None:
         """End the chat: stop the turn and timers, store the end, tell the sockets."""
