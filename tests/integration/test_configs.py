@@ -316,3 +316,32 @@ def test_http_webhooks_need_the_opt_in(fresh_server: ServerProcess) -> None:
         name=name, evi_version="3", webhooks=[PostedWebhookSpec(url="https://example.com/h", events=["tool_call"])]
     )
     assert cfg.webhooks is not None and [w.url for w in cfg.webhooks if w] == ["https://example.com/h"]
+
+
+def test_configs_survive_deleted_references(server: ServerProcess, key: str) -> None:
+    ev = sync_client(server, key).empathic_voice
+    prompt = ev.prompts.create_prompt(name=unique("doomed"), text="v0")
+    tool = ev.tools.create_tool(name=unique("doomed").replace("-", "_"), parameters=PARAMS)
+    assert prompt is not None and tool is not None
+    ev.prompts.create_prompt_version(id=prompt.id, text="v1")
+    latest = ev.configs.create_config(
+        name=unique("refs-latest"),
+        evi_version="3",
+        prompt=PostedConfigPrompt(id=prompt.id),
+        tools=[PostedUserDefinedToolSpec(id=tool.id)],
+    )
+    assert latest.prompt is not None and latest.prompt.text == "v1"
+
+    ev.prompts.delete_prompt_version(id=prompt.id, version=1)
+    fallback = ev.configs.get_config_version(id=latest.id, version=0)
+    assert fallback.prompt is not None and (fallback.prompt.version, fallback.prompt.text) == (0, "v0")
+
+    ev.prompts.delete_prompt(id=prompt.id)
+    ev.tools.delete_tool(id=tool.id)
+    with http(server, key) as raw:
+        response = raw.get(f"/v0/evi/configs/{latest.id}/version/0")
+        assert response.status_code == 200, response.text
+        validate_spec("return_config", response.json())
+        assert response.json().get("prompt") is None and response.json()["tools"] == []
+        listed = raw.get("/v0/evi/configs", params={"name": latest.name})
+        assert listed.status_code == 200 and len(listed.json()["configs_page"]) == 1
