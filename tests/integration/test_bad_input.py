@@ -193,6 +193,18 @@ def test_huge_body_is_413_json(raw: httpx.Client) -> None:
     assert_error_body(raw.post("/v0/evi/prompts", content=chunks(), headers={"content-type": "application/json"}), 413)
     assert snapshot(raw) == before
 
+    name = unique("streamed")
+
+    def small_chunks() -> Iterator[bytes]:  # a chunked body under the limit reaches the app whole
+        yield json.dumps({"name": name, "text": "z" * 100_000})[:50].encode()
+        yield json.dumps({"name": name, "text": "z" * 100_000})[50:].encode()
+
+    accepted = raw.post("/v0/evi/prompts", content=small_chunks(), headers={"content-type": "application/json"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["name"] == name and len(accepted.json()["text"]) == 100_000
+    raw.delete(f"/v0/evi/prompts/{accepted.json()['id']}")
+    assert snapshot(raw) == before
+
 
 @pytest.mark.parametrize("kind", ["prompts", "tools", "configs"])
 def test_unknown_ids_are_404(raw: httpx.Client, kind: str) -> None:
