@@ -255,7 +255,7 @@ class LocalLLM:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMEvent]:
         """Stream the reply from a worker thread; leaving the loop cancels generation."""
-        engine = self._engine or await asyncio.to_thread(self.load)
+        engine = self._engine if self._engine is not None else await asyncio.to_thread(self.load)
         body = self.build_body(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -32,7 +32,8 @@ class Recorder:
 
     @property
     def sent(self) -> dict[str, Any]:
-        return json.loads(self.requests[-1].content)
+        body: dict[str, Any] = json.loads(self.requests[-1].content)
+        return body
 
 
 async def _collect(model: AnthropicLLM, request: GenerationRequest) -> list[LLMEvent]:
