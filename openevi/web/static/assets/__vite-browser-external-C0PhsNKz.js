@@ -1,0 +1,1 @@
+import{t as e}from"./index-C6-PCBym.js";var t=e(((e,t)=>{t.exports={}}));export default t();
