@@ -273,7 +273,7 @@ class _WavDecoder:
     def flush(self) -> np.ndarray:
         if self._delegated:
             return _EMPTY
-        if self._pcm is None and not self._header_seen and self._buffer:
+        if self._pcm is None and self._buffer:
             raise DecodeError("Truncated WAV header")
         return self._pcm.flush() if self._pcm is not None else self._resampler.flush()
 
@@ -542,6 +542,11 @@ class AudioDecoder:
         """Stop the demuxer thread, if any."""
         if self._container is not None:
             self._container.close()
+
+    def __del__(self) -> None:
+        # A chat that ends without flush() must not leave its demuxer thread blocked forever.
+        if getattr(self, "_container", None) is not None:
+            self.close()
 
     def _check(self) -> None:
         if self._failed is not None:

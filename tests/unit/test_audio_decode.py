@@ -135,7 +135,7 @@ def test_tiny_linear16_only_at_flush() -> None:
 
 def test_headerless_without_settings_is_an_error() -> None:
     decoder = AudioDecoder()
-    with pytest.raises(DecodeError, match="session_settings.audio"):
+    with pytest.raises(DecodeError, match=r"session_settings\.audio"):
         decoder.push(b"\x00\x01" * 400)
     assert decoder.failed
     with pytest.raises(DecodeError):
