@@ -155,3 +155,32 @@ async def test_control_socket_is_refused_without_allow_connection(chat_server: S
         async with join(chat_server, "00000000-0000-4000-8000-000000000000"):
             pass
     assert gone.value.response.status_code == 404
+
+
+async def test_user_input_interrupts_the_assistant(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    llm.script(
+        Reply("One. Two. Three. Four. Five. Six. Seven. Eight.", when="count", delay=0.3),
+        Reply("Stopped.", when="stop"),
+    )
+    client = client_for(chat_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(UserInput(text="count to eight"))
+        await recv_until(socket, "assistant_message")
+        await socket.send_publish(UserInput(text="stop please"))
+        messages = await recv_until(socket, "user_message")
+        messages += await recv_until(socket, "assistant_end")
+    interruptions = of_type(messages, "user_interruption")
+    assert len(interruptions) == 1
+    assert messages.index(interruptions[0]) < messages.index(of_type(messages, "user_message")[0])
+    said = [m.message.content for m in of_type(messages, "assistant_message")]
+    assert said[-1] == "Stopped." and "Eight." not in said
+    request = llm.requests[-1]
+    assert request.last_user_message == "stop please"
+    counted = [m["content"] for m in request.messages if m["role"] == "assistant"]
+    assert len(counted) == 1 and counted[0].startswith("One.") and "Eight." not in counted[0]
+
+    _, events = await history(client, metadata.chat_id)
+    types = types_of(events)
+    assert "USER_INTERRUPTION" in types
+    assert types.index("USER_INTERRUPTION") < [i for i, t in enumerate(types) if t == "USER_MESSAGE"][1]

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
-from hume.empathic_voice import UserInput
+from hume.empathic_voice import SessionSettings, Tool, UserInput
 
 from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
 from tests.integration.live_support import history, send_raw, types_of
 from tests.server import ServerProcess
-from tests.support.scripted_llm import Fail, Hang, Reply, ScriptedLLM
+from tests.support.scripted_llm import CallTool, Fail, Hang, RecordedRequest, Reply, ScriptedLLM
 
 __all__ = ["llm"]  # fixture
 
@@ -27,12 +27,13 @@ LLM_TIMEOUT_S = 2
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     """A server that gives up on a silent model after LLM_TIMEOUT_S (the whole answer, and each
-    silence of the HTTP stream)."""
+    silence of the HTTP stream), and on a client that does not answer a tool call likewise."""
     proc = scripted_server(
         Path(tmp_path_factory.mktemp("chat-errors")),
         llm,
         OPENEVI_LLM_TIMEOUT_S=str(LLM_TIMEOUT_S),
         OPENEVI_LLM_READ_TIMEOUT_S=str(LLM_TIMEOUT_S),
+        OPENEVI_TOOL_RESPONSE_TIMEOUT_S=str(LLM_TIMEOUT_S),
     )
     proc.start()
     yield proc
@@ -169,3 +170,27 @@ async def test_unknown_config_is_refused(server: ServerProcess) -> None:
         async with client.empathic_voice.chat.connect(config_id="00000000-0000-4000-8000-000000000000"):
             pass
     assert refused.value.status_code == 404
+
+
+async def test_unanswered_tool_call_falls_back(server: ServerProcess, llm: ScriptedLLM) -> None:
+    def after_tool(request: RecordedRequest) -> bool:
+        return bool(request.messages) and request.messages[-1].get("role") == "tool"
+
+    llm.script(
+        Reply("The lookup is unavailable.", when=after_tool),
+        CallTool("slow_lookup", {}, call_id="call_slow", when="look it up"),
+    )
+    client = client_for(server)
+    tool = Tool(type="function", name="slow_lookup", parameters="{}", fallback_content="Lookup timed out.")
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        await socket.send_publish(SessionSettings(tools=[tool]))
+        await socket.send_publish(UserInput(text="look it up"))
+        await recv_until(socket, "tool_call")
+        messages = await recv_until(socket, "assistant_end", limit_s=LLM_TIMEOUT_S + 30)  # no answer sent
+    assert spoken(messages) == ["The lookup is unavailable."]
+    assert llm.requests[-1].messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_slow",
+        "content": "Lookup timed out.",
+    }

@@ -254,3 +254,53 @@ async def test_web_search_runs_on_the_server(
     response = next(e for e in events if e.type == "FUNCTION_CALL_RESPONSE")
     assert response.message_text == SEARCH_ANSWER
     assert json.loads(response.metadata)["tool_type"] == "builtin"
+
+
+async def test_resumed_chat_replays_tool_turns(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    client = client_for(chat_server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    config_id = await make_config(chat_server, tools=[ref])
+    llm.script(
+        CallTool(name, {"city": "Rome"}, call_id="call_r1", when=last_is("user")),
+        Reply("Rome is warm.", when=last_is("tool")),
+    )
+    async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
+        first = await socket.recv()
+        await socket.send_publish(UserInput(text="weather in Rome?"))
+        await recv_until(socket, "tool_call")
+        await socket.send_publish(ToolResponseMessage(tool_call_id="call_r1", content="28C"))
+        await recv_until(socket, "assistant_end")
+    await history(client, first.chat_id)
+
+    llm.script(Reply("You asked about Rome."))
+    async with client.empathic_voice.chat.connect(config_id=config_id, resumed_chat_group_id=first.chat_group_id) as s:
+        await s.recv()
+        await s.send_publish(UserInput(text="what did I ask?"))
+        await recv_until(s, "assistant_end")
+    sent = llm.requests[-1].messages[1:]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sent[1]["tool_calls"][0]["id"] == "call_r1" and sent[2]["tool_call_id"] == "call_r1"
+    assert (sent[2]["content"], sent[3]["content"]) == ("28C", "Rome is warm.")
+
+
+async def test_tool_response_through_the_control_plane(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    client = client_for(chat_server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    config_id = await make_config(chat_server, tools=[ref])
+    llm.script(
+        CallTool(name, {"city": "Kyiv"}, call_id="call_cp", when=last_is("user")),
+        Reply("Kyiv is cool.", when=last_is("tool")),
+    )
+    async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(UserInput(text="weather in Kyiv?"))
+        await recv_until(socket, "tool_call")
+        await client.empathic_voice.control_plane.send(
+            chat_id=metadata.chat_id, request=ToolResponseMessage(tool_call_id="call_cp", content="12C")
+        )
+        after = await recv_until(socket, "assistant_end")
+    assert [r.content for r in of_type(after, "tool_response")] == ["12C"]
+    assert [m.message.content for m in of_type(after, "assistant_message")] == ["Kyiv is cool."]
+    assert llm.requests[-1].messages[-1]["content"] == "12C"
