@@ -5,7 +5,13 @@ import { $, errorText, formatDuration, formatTime, h } from "./dom";
 import { emotionBars, type Scores } from "./emotions";
 
 type Kind = "chats" | "groups";
-type Page<T> = { data: T[]; hasNextPage(): boolean; getNextPage(): Promise<unknown> };
+type Page<T> = { data: T[]; response: unknown; getNextPage(): Promise<unknown> };
+
+/** The SDK's pager only knows "the last page was not empty"; the response's page numbers tell. */
+function hasMore(page: Page<unknown>): boolean {
+  const r = page.response as { pageNumber?: number; totalPages?: number };
+  return typeof r.pageNumber === "number" && typeof r.totalPages === "number" && r.pageNumber + 1 < r.totalPages;
+}
 
 const PAGE_SIZE = 20;
 const AUDIO_POLL_MS = 1000;
@@ -52,18 +58,24 @@ export class History {
       if (!this.page.data.length) {
         this.list.append(h("li", { class: "empty" }, this.kind === "chats" ? "No chats yet." : "No chat groups yet."));
       }
-      this.more.hidden = !this.page.hasNextPage();
+      this.more.hidden = !hasMore(this.page);
     } catch (err) {
       this.list.replaceChildren(h("li", { class: "error" }, errorText(err)));
     }
   }
 
   private async loadMore(): Promise<void> {
-    if (!this.page?.hasNextPage()) return;
-    const before = this.page.data.length;
-    await this.page.getNextPage();
-    this.renderItems(this.page.data.slice(before));
-    this.more.hidden = !this.page.hasNextPage();
+    if (!this.page || !hasMore(this.page)) return;
+    this.more.disabled = true;
+    try {
+      await this.page.getNextPage(); // the page object now holds the next page's items
+      this.renderItems(this.page.data);
+      this.more.hidden = !hasMore(this.page);
+    } catch (err) {
+      this.list.append(h("li", { class: "error" }, errorText(err)));
+    } finally {
+      this.more.disabled = false;
+    }
   }
 
   private renderItems(items: (Hume.empathicVoice.ReturnChat | Hume.empathicVoice.ReturnChatGroup)[]): void {

@@ -30,6 +30,7 @@ function enter(t: Token): void {
   $("signin").hidden = true;
   $("app").hidden = false;
   $("sign-out").hidden = false;
+  $("conn-state").hidden = false;
   historyStale = true;
   void refreshConfigs();
   $("config-select").focus();
@@ -43,6 +44,7 @@ function leave(): void {
   client = null;
   $("app").hidden = true;
   $("sign-out").hidden = true;
+  $("conn-state").hidden = true;
   $("signin").hidden = false;
   $<HTMLInputElement>("api-key").focus();
 }

@@ -305,7 +305,10 @@ export class Talk {
     const stat = $("stat-audio");
     stat.dataset.chunks = String(this.audioChunks);
     stat.dataset.played = String(this.played);
-    stat.textContent = this.audioChunks ? `${this.audioChunks} chunks · ${this.audioSeconds.toFixed(1)} s` : "—";
+    stat.replaceChildren(
+      this.audioChunks ? `${this.audioSeconds.toFixed(1)} s` : "—",
+      ...(this.audioChunks ? [h("small", {}, `${this.audioChunks} chunk${this.audioChunks === 1 ? "" : "s"}`)] : []),
+    );
   }
 
   private setMic(on: boolean): void {

@@ -196,8 +196,16 @@ test("a spoken question shows up as a transcript with three emotion bars, and is
   const spoken = page.locator('.msg.user[data-source="voice"]').first();
   try {
     await spoken.waitFor({ timeout: 90_000 });
-  } finally {
+  } catch (err) {
     await shot("06-voice-1280");
+    const transcript = await page.locator("#transcript").innerText();
+    const log = readFileSync(server.log, "utf8").split("\n").slice(-40).join("\n");
+    throw new Error(
+      `No user_message came back for the spoken question (voice input: VAD → ASR → prosody).\n` +
+        `audio_input chunks sent: ${await page.locator("#mic").getAttribute("data-sent")}\n` +
+        `transcript on the page:\n${transcript}\nserver log (tail):\n${log}`,
+      { cause: err },
+    );
   }
   const text = (await spoken.locator(".text").textContent()).toLowerCase();
   assert.match(text, /weather|paris/, `transcript: ${text}`);
