@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,7 +25,10 @@ from openevi.chat.runtime import ChatRuntime, warm_up
 from openevi.llm.registry import create_language_model
 from openevi.services.configs import ConfigRejected
 from openevi.settings import Settings
+from openevi.speech.asr.registry import create_asr
+from openevi.speech.prosody.registry import create_prosody
 from openevi.speech.tts.registry import create_tts
+from openevi.speech.vad.registry import create_vad
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
@@ -33,6 +36,7 @@ from openevi.web.router import router as web_router
 from openevi.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("openevi")
+T = TypeVar("T")
 
 
 class BodyLimit:
@@ -103,6 +107,15 @@ def _install_store_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.status, "invalid_reference", exc.message), status_code=exc.status)
 
 
+def _optional(kind: str, make: Callable[[], T]) -> T | None:
+    """A speech-input provider, or None (with the reason logged): chats then accept text only."""
+    try:
+        return make()
+    except Exception as exc:
+        log.error("%s provider unavailable, voice input disabled: %s", kind, exc)
+        return None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the lifespan connects the store and makes the first key."""
     settings = settings or Settings()
@@ -133,6 +146,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             language_model=lambda spec, key: create_language_model(spec, settings, api_key=key),
             notify_webhooks=app.state.webhooks.notify,
             instance_id=instance_id_for(settings.data_dir, settings.instance_id),
+            vad=_optional("vad", lambda: create_vad(settings.vad_provider)),
+            asr=_optional(
+                "asr",
+                lambda: create_asr(settings.asr_provider, cache_dir=settings.data_dir / "models" / "whisper-base"),
+            ),
+            prosody=_optional("prosody", lambda: create_prosody(settings.prosody_provider)),
         )
         app.state.chat_runtime = runtime
         async with factory() as s, s.begin():

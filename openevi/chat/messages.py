@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+_WIRE_SPECIAL = {"surprise_negative": "Surprise (negative)", "surprise_positive": "Surprise (positive)"}
+
+
+def wire_scores(scores: dict[str, float]) -> dict[str, float]:
+    """Emotion scores keyed as EVI sends them ("Aesthetic Appreciation", "Surprise (negative)")."""
+    return {
+        _WIRE_SPECIAL.get(name) or name.replace("_", " ").title(): round(float(value), 6)
+        for name, value in scores.items()
+    }
+
 
 def chat_metadata(*, chat_id: str, chat_group_id: str, request_id: str) -> dict[str, Any]:
     return {"type": "chat_metadata", "chat_id": chat_id, "chat_group_id": chat_group_id, "request_id": request_id}
@@ -22,7 +32,7 @@ def user_message(
     message: dict[str, Any] = {
         "type": "user_message",
         "message": {"role": "user", "content": text},
-        "models": {"prosody": {"scores": prosody}} if prosody is not None else {},
+        "models": {"prosody": {"scores": wire_scores(prosody)}} if prosody is not None else {},
         "time": {"begin": begin_ms, "end": end_ms},
         "from_text": from_text,
         "interim": interim,
@@ -44,7 +54,7 @@ def assistant_message(*, message_id: str, text: str, from_text: bool) -> dict[st
 
 
 def assistant_prosody(*, message_id: str, scores: dict[str, float]) -> dict[str, Any]:
-    return {"type": "assistant_prosody", "id": message_id, "models": {"prosody": {"scores": scores}}}
+    return {"type": "assistant_prosody", "id": message_id, "models": {"prosody": {"scores": wire_scores(scores)}}}
 
 
 def audio_output(*, message_id: str, index: int, data_b64: str) -> dict[str, Any]:

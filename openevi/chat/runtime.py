@@ -14,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openevi.bus.base import ChatBus
 from openevi.llm.base import LanguageModel
 from openevi.settings import Settings
+from openevi.speech.asr.base import SpeechRecognizer
+from openevi.speech.prosody.base import ProsodyModel
 from openevi.speech.tts.base import TextToSpeech
+from openevi.speech.vad.base import VoiceActivityDetector
 from openevi.speech.voices import DEFAULT_VOICE
 
 if TYPE_CHECKING:
@@ -35,6 +38,10 @@ class ChatRuntime:
     tts: TextToSpeech
     language_model: LanguageModelFactory
     notify_webhooks: Callable[[], None] = lambda: None
+    # Speech input; None when the provider could not be created (chats then take text only).
+    vad: VoiceActivityDetector | None = None
+    asr: SpeechRecognizer | None = None
+    prosody: ProsodyModel | None = None
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     sessions: dict[str, ChatSession] = field(default_factory=dict)
 
@@ -46,7 +53,15 @@ class ChatRuntime:
 
 
 async def warm_up(runtime: ChatRuntime) -> None:
-    """Load the speech model (and the default language model) before the first chat needs them."""
+    """Load the speech models (and the default language model) before the first chat needs them."""
+    for name, model in (("asr", runtime.asr), ("prosody", runtime.prosody)):
+        loader = getattr(model, "load", None)
+        if loader is None:
+            continue
+        try:
+            await loader()
+        except Exception:
+            log.exception("%s warm-up failed", name)
     try:
         async for _ in runtime.tts.synthesize("Hello.", voice=DEFAULT_VOICE):
             pass

@@ -23,6 +23,7 @@ from openevi.audio.recorder import ChatRecorder
 from openevi.chat import messages as msg
 from openevi.chat.context import Conversation, rebuild_history
 from openevi.chat.eventlog import EventLog
+from openevi.chat.listener import HeardTurn, Listener
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.tools import ToolSet
@@ -98,6 +99,7 @@ class ChatSession:
         self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
         self.recorder: ChatRecorder | None = None
+        self.listener: Listener | None = None
         self.closed = asyncio.Event()
 
     # --- outbound -------------------------------------------------------------------------
@@ -246,6 +248,8 @@ class ChatSession:
             )
 
         self.events.submit(finish)
+        if self.listener is not None:
+            await self.listener.aclose()
         if self.recorder is not None:
             self.recorder.close()
         await self.events.close()
@@ -316,17 +320,24 @@ class ChatSession:
             case p.ResumeAssistant():
                 await self._resume()
             case p.AudioInput(data=data):
-                self._accept_audio(data)
+                await self._accept_audio(data)
 
     def _touch(self) -> None:
         self._last_activity = time.monotonic()
         self._nudged = False
 
     async def user_turn(
-        self, text: str, *, from_text: bool, begin_ms: int | None = None, emotions: dict[str, float] | None = None
+        self,
+        text: str,
+        *,
+        from_text: bool,
+        begin_ms: int | None = None,
+        end_ms: int | None = None,
+        emotions: dict[str, float] | None = None,
+        language: str | None = None,
     ) -> None:
         """A finished user turn (typed, or transcribed speech): show it, store it, answer it."""
-        now = self.elapsed_ms()
+        now = self.elapsed_ms() if end_ms is None else end_ms
         await self._cancel_turn(record_interruption=True)
         self.emit(
             msg.user_message(
@@ -335,10 +346,14 @@ class ChatSession:
                 end_ms=now,
                 from_text=from_text,
                 prosody=emotions,
+                language=language,
             )
         )
         self.record(
-            "USER", "USER_MESSAGE", text, emotion_features=json.dumps(emotions) if emotions is not None else None
+            "USER",
+            "USER_MESSAGE",
+            text,
+            emotion_features=json.dumps(msg.wire_scores(emotions)) if emotions is not None else None,
         )
         self.conversation.add_user(text, emotions=emotions)
         if self.paused:
@@ -380,6 +395,8 @@ class ChatSession:
                 self.voice = voice
         if "audio" in fields:
             self.audio_format = s.audio
+            if self.listener is not None and s.audio is not None:
+                self.listener.configure_pcm(s.audio.sample_rate, s.audio.channels)
         if "metadata" in fields:
             self.metadata = s.metadata
         if s.custom_session_id is not None:
@@ -413,11 +430,66 @@ class ChatSession:
             self.unanswered_while_paused = False
             await self._start_turn()
 
-    def _accept_audio(self, data: str) -> None:
+    async def _accept_audio(self, data: str) -> None:
         try:
-            base64.b64decode(data, validate=True)
+            raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             self.emit_error(msg.E_INVALID_AUDIO, "audio_input data is not valid base64")
+            return
+        listener = self.listener or self._start_listening()
+        if listener is not None:
+            await listener.push(raw)
+
+    def _start_listening(self) -> Listener | None:
+        """The first audio_input: build this chat's ear (the models are shared and already loaded)."""
+        rt = self.runtime
+        if rt.vad is None or rt.asr is None:
+            self.emit_error(msg.E_INVALID_AUDIO, "Voice input is not available on this server (see its log)")
+            return None
+        offset_ms = self.elapsed_ms()
+        interruption = self.config.get("interruption") or {}
+        self.listener = Listener(
+            vad=rt.vad,
+            asr=rt.asr,
+            prosody=rt.prosody,
+            turn_detection=self.config.get("turn_detection") or {},
+            min_interruption_ms=int(interruption.get("min_interruption_ms") or 800),
+            verbose=self.verbose_transcription,
+            on_turn=lambda heard: self._heard(heard, offset_ms),
+            on_speech=self._user_speaking,
+            on_interim=lambda text, begin, end: self.emit(
+                msg.user_message(
+                    text=text, begin_ms=offset_ms + begin, end_ms=offset_ms + end, from_text=False, interim=True
+                )
+            ),
+            on_error=lambda message: self.emit_error(msg.E_INVALID_AUDIO, message),
+            on_audio=lambda samples, at_ms: (
+                self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
+            ),
+        )
+        if self.audio_format is not None:
+            self.listener.configure_pcm(self.audio_format.sample_rate, self.audio_format.channels)
+        return self.listener
+
+    async def _user_speaking(self, speech_ms: int) -> None:
+        """The user has spoken for at least min_interruption_ms in this turn: barge in if we talk."""
+        self._touch()
+        if self.speaking:
+            await self._cancel_turn(record_interruption=True)
+
+    async def _heard(self, heard: HeardTurn, offset_ms: int) -> None:
+        async with self._inbound:
+            if self.status is not None:
+                return
+            self._touch()
+            await self.user_turn(
+                heard.text,
+                from_text=False,
+                begin_ms=offset_ms + heard.begin_ms,
+                emotions=heard.emotions,
+                end_ms=offset_ms + heard.end_ms,
+                language=heard.language,
+            )
 
     # --- turns ------------------------------------------------------------------------------
 

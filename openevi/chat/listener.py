@@ -1,0 +1,220 @@
+"""The ear of a chat: audio_input → decode → VAD → turn detection → transcript + emotion measures.
+
+Work on each audio frame is small and synchronous (decode, resample, one VAD step). Transcription
+starts speculatively the moment the user falls silent, so by the time the end-of-turn silence has
+passed the words are usually ready; if the user speaks again the speculation is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from openevi.audio.decode import AudioDecoder, DecodeError
+from openevi.chat.turn_detection import (
+    SilenceStarted,
+    SpeechOngoing,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+)
+from openevi.speech.asr.base import SpeechRecognizer, Transcript
+from openevi.speech.prosody.base import ProsodyModel
+from openevi.speech.vad.base import VoiceActivityDetector
+
+log = logging.getLogger("openevi.chat.listener")
+
+# Interim transcripts (verbose_transcription) are refreshed at most this often while the user speaks.
+INTERIM_EVERY_MS = 1000
+
+
+@dataclass(frozen=True)
+class HeardTurn:
+    """A finished user turn."""
+
+    text: str
+    begin_ms: int
+    end_ms: int
+    emotions: dict[str, float] | None
+    language: str | None
+
+
+@dataclass
+class _Speculation:
+    audio_samples: int
+    transcript: asyncio.Task[Transcript]
+    emotions: asyncio.Task[dict[str, float]] | None
+
+
+class Listener:
+    """Turns a chat's audio_input stream into user turns, interruptions and interim transcripts."""
+
+    def __init__(
+        self,
+        *,
+        vad: VoiceActivityDetector,
+        asr: SpeechRecognizer,
+        prosody: ProsodyModel | None,
+        turn_detection: dict[str, Any],
+        min_interruption_ms: int,
+        verbose: bool,
+        on_turn: Callable[[HeardTurn], Awaitable[None]],
+        on_speech: Callable[[int], Awaitable[None]],
+        on_interim: Callable[[str, int, int], None],
+        on_error: Callable[[str], None],
+        on_audio: Callable[[np.ndarray, int], None] | None = None,
+    ) -> None:
+        self.sample_rate = vad.sample_rate
+        self._vad = vad.stream()
+        self._frame = vad.frame_samples
+        self._asr = asr
+        self._prosody = prosody
+        self._detector = TurnDetector(
+            threshold=float(turn_detection.get("speech_detection_threshold") or 0.5),
+            prefix_padding_ms=int(turn_detection.get("prefix_padding_ms") or 0),
+            end_of_turn_silence_ms=int(turn_detection.get("end_of_turn_silence_ms") or 800),
+            sample_rate=self.sample_rate,
+            frame_samples=self._frame,
+        )
+        self._min_interruption_ms = min_interruption_ms
+        self._verbose = verbose
+        self._on_turn = on_turn
+        self._on_speech = on_speech
+        self._on_interim = on_interim
+        self._on_error = on_error
+        self._on_audio = on_audio
+        self._decoder: AudioDecoder | None = None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._speculation: _Speculation | None = None
+        self._interim: asyncio.Task[None] | None = None
+        self._last_interim_ms = 0
+        self._turn_frames: list[np.ndarray] = []  # this turn's speech so far, for interim transcripts
+        self._samples_in = 0
+        self._turn_begin_ms = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def configure_pcm(self, sample_rate: int, channels: int) -> None:
+        """session_settings.audio: raw linear16 at this rate (a new decoder from the next chunk on)."""
+        self._decoder = AudioDecoder(target_rate=self.sample_rate, pcm_format=(sample_rate, channels))
+
+    async def push(self, data: bytes) -> None:
+        """One audio_input chunk."""
+        if self._decoder is None:
+            self._decoder = AudioDecoder(target_rate=self.sample_rate, pcm_format=None)
+        try:
+            samples = self._decoder.push(data)
+        except DecodeError as exc:
+            self._on_error(str(exc))
+            self._decoder = None  # the next chunk may start a valid stream again
+            return
+        await self._feed(samples)
+
+    async def _feed(self, samples: np.ndarray) -> None:
+        if samples.size == 0:
+            return
+        if self._on_audio is not None:
+            self._on_audio(samples, self._samples_in * 1000 // self.sample_rate)
+        self._samples_in += samples.size
+        buffered = np.concatenate((self._pending, samples)) if self._pending.size else samples
+        whole = buffered.size - buffered.size % self._frame
+        for start in range(0, whole, self._frame):
+            frame = buffered[start : start + self._frame]
+            events = self._detector.push(frame, self._vad.probability(frame))
+            if self._detector.in_turn:
+                self._turn_frames.append(frame)
+            for event in events:
+                await self._on_event(event)
+        self._pending = buffered[whole:].copy()
+
+    async def _on_event(self, event: object) -> None:
+        match event:
+            case SpeechStarted(at_ms=at_ms):
+                self._last_interim_ms = 0
+                self._turn_frames = []
+                self._turn_begin_ms = int(at_ms)
+            case SpeechOngoing(speech_ms=speech_ms):
+                if speech_ms >= self._min_interruption_ms:
+                    await self._on_speech(speech_ms)
+                if self._verbose and speech_ms - self._last_interim_ms >= INTERIM_EVERY_MS:
+                    self._last_interim_ms = speech_ms
+                    self._start_interim()
+            case SilenceStarted(audio=audio):
+                self._speculate(audio)
+            case SpeechResumed():
+                self._cancel_speculation()
+            case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
+                # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
+                task = asyncio.create_task(self._finish_turn(audio, int(begin_ms), int(end_ms)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _speculate(self, audio: np.ndarray) -> None:
+        """Start transcribing (and scoring) what was said so far, before the turn is certain."""
+        self._cancel_speculation()
+        if audio.size == 0:
+            return
+        transcript = asyncio.create_task(self._asr.transcribe(audio))
+        emotions = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
+        self._speculation = _Speculation(audio.size, transcript, emotions)
+
+    def _cancel_speculation(self) -> None:
+        spec, self._speculation = self._speculation, None
+        if spec is not None:
+            spec.transcript.cancel()
+            if spec.emotions is not None:
+                spec.emotions.cancel()
+
+    def _start_interim(self) -> None:
+        if self._interim is not None and not self._interim.done():
+            return  # one interim transcription at a time; skip rather than queue
+        if not self._turn_frames:
+            return
+        audio = np.concatenate(self._turn_frames)
+        begin_ms = self._turn_begin_ms
+
+        async def run() -> None:
+            result = await self._asr.transcribe(audio)
+            if result.text.strip():
+                self._on_interim(result.text.strip(), begin_ms, begin_ms + audio.size * 1000 // self.sample_rate)
+
+        self._interim = asyncio.create_task(run())
+
+    async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int) -> None:
+        spec, self._speculation = self._speculation, None
+        if self._interim is not None:
+            self._interim.cancel()
+        try:
+            if spec is not None and spec.audio_samples == audio.size:  # the same audio: reuse the speculation
+                transcript = await spec.transcript
+                emotions = await spec.emotions if spec.emotions is not None else None
+            else:
+                if spec is not None:
+                    spec.transcript.cancel()
+                emotion_task = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
+                transcript = await self._asr.transcribe(audio)
+                emotions = await emotion_task if emotion_task is not None else None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("transcription failed")
+            self._on_error(f"transcription failed: {exc}")
+            return
+        text = transcript.text.strip()
+        if not text:
+            return  # a cough or a click: VAD said speech, the recognizer heard no words
+        await self._on_turn(HeardTurn(text, begin_ms, end_ms, emotions, transcript.language))
+
+    async def aclose(self) -> None:
+        self._cancel_speculation()
+        for task in (self._interim, *self._tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

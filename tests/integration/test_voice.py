@@ -1,0 +1,190 @@
+"""Voice through the official SDK: speech in (linear16 and webm/opus), transcripts, emotions, barge-in."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import re
+import subprocess
+import tempfile
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import soxr
+from hume.empathic_voice import AudioInput, SessionSettings, UserInput
+
+from openevi.speech.prosody.base import EMOTIONS
+from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.server import ServerProcess
+from tests.support.scripted_llm import Reply, ScriptedLLM
+
+__all__ = ["llm"]
+RATE = 16000
+QUESTION = "What time does the museum open tomorrow"
+LONG_REPLY = " ".join(
+    f"Sentence number {n} of a long and winding answer that goes on for quite a while." for n in range(1, 13)
+)
+
+
+def speak(text: str, *, rate_wpm: int = 160) -> np.ndarray:
+    """espeak-ng speech as float32 mono at 16 kHz."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as out:
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(rate_wpm), "-w", out.name, text], check=True)
+        with wave.open(out.name) as wav:
+            source_rate = wav.getframerate()
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    return soxr.resample(pcm, source_rate, RATE).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(RATE * seconds), dtype=np.float32)
+
+
+def linear16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9 ]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    d = np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d.copy(), i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return float(d[-1]) / max(1, len(ref))
+
+
+async def stream(socket: Any, data: bytes, *, chunk_bytes: int, seconds_per_chunk: float) -> None:
+    """Send audio in chunks at real-time pace, as a microphone would."""
+    for start in range(0, len(data), chunk_bytes):
+        await socket.send_publish(AudioInput(data=base64.b64encode(data[start : start + chunk_bytes]).decode()))
+        await asyncio.sleep(seconds_per_chunk)
+
+
+@pytest.fixture(scope="module")
+def voice_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
+    # Real-time pacing of audio_output (short lead) so that barge-in has something to stop.
+    proc = scripted_server(Path(tmp_path_factory.mktemp("voice")), llm, OPENEVI_AUDIO_LEAD_MS="500")
+    proc.start(timeout=180)
+    yield proc
+    proc.stop()
+
+
+async def test_spoken_question_is_transcribed_scored_and_answered(
+    voice_server: ServerProcess, llm: ScriptedLLM
+) -> None:
+    llm.script(Reply("It opens at nine.", when="museum"))
+    client = client_for(voice_server)
+    audio = np.concatenate([silence(0.3), speak(QUESTION), silence(1.5)])
+    async with client.empathic_voice.chat.connect(verbose_transcription=True) as socket:
+        await socket.recv()
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+        sender = asyncio.create_task(
+            stream(socket, linear16(audio), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
+        )
+        messages = await recv_until(socket, "assistant_end", limit_s=60)
+        await sender
+
+    finals = [m for m in of_type(messages, "user_message") if not m.interim]
+    assert len(finals) == 1
+    final = finals[0]
+    assert final.from_text is False
+    assert wer(QUESTION, final.message.content) <= 0.25, final.message.content
+    scores = final.models.prosody.scores
+    values = [getattr(scores, name) for name in EMOTIONS]  # the SDK's model requires all 48
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert 0 <= final.time.begin < final.time.end
+    said = " ".join(m.message.content for m in of_type(messages, "assistant_message"))
+    assert said == "It opens at nine."
+    assert of_type(messages, "audio_output")
+    # the model heard the words and the tone of voice
+    assert "museum" in (llm.requests[-1].last_user_message or "").lower()
+    assert "tone of voice" in (llm.requests[-1].last_user_message or "")
+
+
+async def test_webm_opus_from_a_browser_encoder(voice_server: ServerProcess, llm: ScriptedLLM) -> None:
+    llm.script(Reply("Nine o'clock.", when="museum"))
+    audio = np.concatenate([speak(QUESTION), silence(1.5)])
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="webm") as container:
+        out = container.add_stream("libopus", rate=48000)
+        out.layout = "mono"
+        resampled = soxr.resample(audio, RATE, 48000).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(resampled.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = 48000
+        for packet in out.encode(frame):
+            container.mux(packet)
+        for packet in out.encode(None):
+            container.mux(packet)
+    data = buffer.getvalue()
+    seconds = audio.size / RATE
+    chunks = max(1, int(seconds / 0.1))
+    chunk_bytes = len(data) // chunks + 1
+    client = client_for(voice_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        sender = asyncio.create_task(stream(socket, data, chunk_bytes=chunk_bytes, seconds_per_chunk=0.1))
+        messages = await recv_until(socket, "assistant_end", limit_s=60)
+        await sender
+    finals = [m for m in of_type(messages, "user_message") if not m.interim]
+    assert finals and wer(QUESTION, finals[0].message.content) <= 0.25, finals
+
+
+async def test_barge_in_stops_the_assistant(voice_server: ServerProcess, llm: ScriptedLLM) -> None:
+    llm.script(Reply(LONG_REPLY, chunk_words=3, when="story"))
+    client = client_for(voice_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+        await socket.send_publish(UserInput(text="Tell me a long story."))
+        before = await recv_until(socket, "audio_output", limit_s=30)
+        # The user talks over the assistant (well past min_interruption_ms) while it speaks.
+        interruption = np.concatenate([speak("Stop, stop, wait a moment please, I have a question"), silence(0.2)])
+        sender = asyncio.create_task(
+            stream(socket, linear16(interruption), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
+        )
+        after = await recv_until(socket, "user_interruption", limit_s=30)
+        await sender
+        # Once interrupted, no more audio of the interrupted reply arrives.
+        interrupted_ids = {m.id for m in of_type(before + after, "assistant_message")}
+        late: list[Any] = []
+        try:
+            async with asyncio.timeout(2.0):
+                while True:
+                    message = await socket.recv()
+                    late.append(message)
+        except TimeoutError:
+            pass
+    assert not [m for m in late if m.type == "audio_output" and m.id in interrupted_ids]
+    spoken = [m.message.content for m in of_type(before + after, "assistant_message")]
+    assert len(spoken) < 12, "the reply was cut short"
+    events = await client.empathic_voice.chats.list_chat_events(id=metadata.chat_id, page_size=100)
+    types = [e.type for e in events.items or []]
+    assert "USER_INTERRUPTION" in types
+    assert types.count("AGENT_MESSAGE") == len(spoken)
+
+
+async def test_garbage_audio_gets_an_error_and_the_chat_goes_on(voice_server: ServerProcess, llm: ScriptedLLM) -> None:
+    llm.script(Reply("Still here.", when="there"))
+    client = client_for(voice_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        await socket.send_publish(AudioInput(data="not base64!!"))
+        error = await recv_until(socket, "error", limit_s=10)
+        assert error[-1].slug == "invalid_audio"
+        await socket.send_publish(AudioInput(data=base64.b64encode(b"\x01\x02garbage-without-a-header" * 50).decode()))
+        error = await recv_until(socket, "error", limit_s=10)
+        assert error[-1].slug == "invalid_audio"
+        await socket.send_publish(UserInput(text="Are you there?"))
+        messages = await recv_until(socket, "assistant_end", limit_s=30)
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Still here."]
