@@ -176,7 +176,11 @@ test("the history view shows the chat, its events and its audio", async () => {
 
 test("small screens: sign-in and talk views fit 390×844", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.getByRole("tab", { name: "Talk" }).click();
+  // Tabs follow the ARIA pattern: arrow keys move the selection and the focus.
+  await page.getByRole("tab", { name: "History" }).focus();
+  await page.keyboard.press("ArrowRight");
+  assert.equal(await page.getByRole("tab", { name: "Talk" }).getAttribute("aria-selected"), "true");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "tab-talk");
   await shot("04-talk-390");
   await page.getByRole("tab", { name: "History" }).click();
   await shot("05-history-390");
