@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError, error_body
+from openevi.chat import messages as msg
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import USER_ENDED, ChatSession
 from openevi.schemas.protocol import SessionSettings
@@ -177,7 +178,16 @@ async def _pump(
             if raw is None:
                 continue
             if observer and _is_audio(raw):
-                session.emit_error(("E0103", "audio_not_allowed"), "Control-plane sockets cannot send audio_input")
+                # Only the observer that sent it is told; the chat's own socket did nothing wrong.
+                error = msg.error(
+                    code="E0103",
+                    slug="audio_not_allowed",
+                    message="Control-plane sockets cannot send audio_input",
+                    request_id=session.request_id,
+                )
+                if session.custom_session_id is not None:
+                    error["custom_session_id"] = session.custom_session_id
+                outbound.put_nowait(error)
                 continue
             await session.handle_raw(raw)
 

@@ -137,6 +137,8 @@ async def test_control_socket_joins_a_chat_that_allows_it(chat_server: ServerPro
             await observer.send(json.dumps({"type": "audio_input", "data": audio}))
             error = (await recv_raw_until(observer, "error"))[-1]
             assert error["code"] and error["slug"] and "audio" in error["message"]
+            owner_errors = of_type(await barrier(socket), "error")  # the owner is not told
+            assert [e.slug for e in owner_errors] == ["invalid_message"]
 
     _, events = await history(client, metadata.chat_id)
     users = [e.message_text for e in events if e.type == "USER_MESSAGE"]
