@@ -7,6 +7,7 @@ import base64
 import json
 
 import pytest
+from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
 from hume.empathic_voice import (
     AssistantInput,
@@ -18,7 +19,8 @@ from hume.empathic_voice import (
 from websockets.exceptions import InvalidStatus
 
 from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
-from tests.integration.live_support import history, join, recv_raw_until, send_raw, types_of
+from tests.integration.live_support import history, join, recv_raw_until, rest, send_raw, types_of
+from tests.integration.support import new_account_key
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 
@@ -186,3 +188,33 @@ async def test_user_input_interrupts_the_assistant(chat_server: ServerProcess, l
     types = types_of(events)
     assert "USER_INTERRUPTION" in types
     assert types.index("USER_INTERRUPTION") < [i for i, t in enumerate(types) if t == "USER_MESSAGE"][1]
+
+
+async def test_other_accounts_cannot_reach_the_chat(chat_server: ServerProcess) -> None:
+    other_key = await asyncio.to_thread(new_account_key, chat_server, "chat-outsider")
+    client = client_for(chat_server)
+    outsider = AsyncHumeClient(api_key=other_key, base_url=chat_server.base_url)
+    async with client.empathic_voice.chat.connect(allow_connection=True) as socket:
+        metadata = await socket.recv()
+        with pytest.raises(ApiError) as send:
+            await outsider.empathic_voice.control_plane.send(
+                chat_id=metadata.chat_id, request=UserInput(text="let me in")
+            )
+        assert send.value.status_code == 404
+        with pytest.raises(InvalidStatus) as joined:
+            async with join(chat_server, metadata.chat_id, api_key=other_key):
+                pass
+        assert joined.value.response.status_code == 404
+        with pytest.raises(ApiError) as resumed:
+            async with outsider.empathic_voice.chat.connect(resumed_chat_group_id=metadata.chat_group_id):
+                pass
+        assert resumed.value.status_code == 404
+        # audio cannot be sent through the control plane either
+        async with rest(chat_server) as http:
+            response = await http.post(
+                f"/v0/evi/chat/{metadata.chat_id}/send", json={"type": "audio_input", "data": "AAAA"}
+            )
+        assert response.status_code == 422
+        await socket.send_publish(UserInput(text="still mine"))
+        seen = await recv_until(socket, "assistant_end")
+        assert [m.message.content for m in of_type(seen, "user_message")] == ["still mine"]

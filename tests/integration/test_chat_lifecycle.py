@@ -15,11 +15,23 @@ from hume.empathic_voice import UserInput
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until, scripted_server
-from tests.integration.live_support import WAIT_S, history, make_config, types_of
+from tests.integration.live_support import WAIT_S, history, make_config, start_receiver, types_of, wait_webhook
 from tests.server import ServerProcess
 from tests.support.scripted_llm import RecordedRequest, Reply, ScriptedLLM
+from tests.webhook_receiver import Receiver
 
 __all__ = ["chat_server", "llm"]  # fixtures
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    hooks = start_receiver()
+    yield hooks
+    hooks.stop()
+
+
+def ended_hook(receiver: Receiver) -> list[dict[str, Any]]:
+    return [{"url": receiver.url("/lifecycle"), "events": ["chat_ended"]}]
 
 
 async def until_closed(socket: Any) -> list[Any]:
@@ -95,11 +107,12 @@ async def test_greeting_is_spoken_first(chat_server: ServerProcess, llm: Scripte
     assert [e.message_text for e in events if e.type == "AGENT_MESSAGE"] == ["Welcome to openevi."]
 
 
-async def test_inactivity_timeout_says_goodbye_and_ends(chat_server: ServerProcess) -> None:
+async def test_inactivity_timeout_says_goodbye_and_ends(chat_server: ServerProcess, receiver: Receiver) -> None:
     config_id = await make_config(
         chat_server,
         timeouts={"inactivity": {"enabled": True, "duration_secs": 1}},
         event_messages={"on_inactivity_timeout": {"enabled": True, "text": "Goodbye for now."}},
+        webhooks=ended_hook(receiver),
     )
     client = client_for(chat_server)
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
@@ -109,22 +122,28 @@ async def test_inactivity_timeout_says_goodbye_and_ends(chat_server: ServerProce
     chat, events = await history(client, metadata.chat_id)
     assert chat.status == "INACTIVITY_TIMEOUT"
     assert types_of(events)[-1] == "CHAT_END_MESSAGE"
+    _, body = await wait_webhook(receiver, "chat_ended", metadata.chat_id)
+    assert body["end_reason"] == "INACTIVITY_TIMEOUT"
 
 
-async def test_max_duration_ends_the_chat(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+async def test_max_duration_ends_the_chat(chat_server: ServerProcess, llm: ScriptedLLM, receiver: Receiver) -> None:
     llm.script(Reply("Sure."))
     config_id = await make_config(
         chat_server,
         timeouts={"inactivity": {"enabled": False}, "max_duration": {"enabled": True, "duration_secs": 2}},
+        event_messages={"on_max_duration_timeout": {"enabled": True, "text": "Time is up."}},
+        webhooks=ended_hook(receiver),
     )
     client = client_for(chat_server)
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
         metadata = await socket.recv()
         await socket.send_publish(UserInput(text="quick question"))
         messages = await until_closed(socket)
-    assert "Sure." in spoken(messages)
+    assert spoken(messages) == ["Sure.", "Time is up."]
     chat, _ = await history(client, metadata.chat_id)
     assert chat.status == "MAX_DURATION_TIMEOUT"
+    _, body = await wait_webhook(receiver, "chat_ended", metadata.chat_id)
+    assert body["end_reason"] == "MAX_DURATION_TIMEOUT"
 
 
 async def test_nudge_after_silence(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
@@ -154,11 +173,14 @@ def crash_server(tmp_path: Path, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-async def test_chat_left_open_by_a_crash_is_closed_with_error(crash_server: ServerProcess, llm: ScriptedLLM) -> None:
+async def test_chat_left_open_by_a_crash_is_closed_with_error(
+    crash_server: ServerProcess, llm: ScriptedLLM, receiver: Receiver
+) -> None:
     llm.script(Reply("Noted."))
     client = client_for(crash_server)
+    config_id = await make_config(crash_server, webhooks=ended_hook(receiver))
     with contextlib.suppress(ConnectionClosed, OSError):  # the socket dies with the server
-        async with client.empathic_voice.chat.connect() as socket:
+        async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
             metadata = await socket.recv()
             await socket.send_publish(UserInput(text="remember this"))
             await recv_until(socket, "assistant_end")
@@ -171,3 +193,5 @@ async def test_chat_left_open_by_a_crash_is_closed_with_error(crash_server: Serv
     types = types_of(events)
     assert types[0] == "CHAT_START_MESSAGE" and types[-1] == "CHAT_END_MESSAGE"
     assert "USER_MESSAGE" in types
+    _, body = await wait_webhook(receiver, "chat_ended", metadata.chat_id)
+    assert body["end_reason"] == "ERROR" and body["config_id"] == config_id
