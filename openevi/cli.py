@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from openevi.app import create_app
 
     settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

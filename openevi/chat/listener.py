@@ -70,6 +70,7 @@ class Listener:
         on_interim: Callable[[str, int, int], None],
         on_error: Callable[[str], None],
         on_audio: Callable[[np.ndarray, int], None] | None = None,
+        on_mark: Callable[[str], None] = lambda stage: None,
     ) -> None:
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
@@ -90,6 +91,7 @@ class Listener:
         self._on_interim = on_interim
         self._on_error = on_error
         self._on_audio = on_audio
+        self._mark = on_mark
         self._decoder: AudioDecoder | None = None
         self._pending = np.zeros(0, dtype=np.float32)
         self._speculation: _Speculation | None = None
@@ -136,6 +138,7 @@ class Listener:
     async def _on_event(self, event: object) -> None:
         match event:
             case SpeechStarted(at_ms=at_ms):
+                self._mark("speech_start")
                 self._last_interim_ms = 0
                 self._turn_frames = []
                 self._turn_begin_ms = int(at_ms)
@@ -146,10 +149,13 @@ class Listener:
                     self._last_interim_ms = speech_ms
                     self._start_interim()
             case SilenceStarted(audio=audio):
+                self._mark("speech_end")
                 self._speculate(audio)
             case SpeechResumed():
+                self._mark("speech_resumed")
                 self._cancel_speculation()
             case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
+                self._mark("turn_end")
                 # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
                 task = asyncio.create_task(self._finish_turn(audio, int(begin_ms), int(end_ms)))
                 self._tasks.add(task)
@@ -161,6 +167,7 @@ class Listener:
         if audio.size == 0:
             return
         transcript = asyncio.create_task(self._asr.transcribe(audio))
+        transcript.add_done_callback(lambda t: None if t.cancelled() else self._mark("asr_done"))
         emotions = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
         self._speculation = _Speculation(audio.size, transcript, emotions)
 
@@ -199,6 +206,7 @@ class Listener:
                     spec.transcript.cancel()
                 emotion_task = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
                 transcript = await self._asr.transcribe(audio)
+                self._mark("asr_done")
                 emotions = await emotion_task if emotion_task is not None else None
         except asyncio.CancelledError:
             raise

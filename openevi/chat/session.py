@@ -26,6 +26,7 @@ from openevi.chat.eventlog import EventLog
 from openevi.chat.listener import HeardTurn, Listener
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.runtime import ChatRuntime
+from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
 from openevi.llm.base import LanguageModel
@@ -100,6 +101,7 @@ class ChatSession:
         self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
         self.recorder: ChatRecorder | None = None
         self.listener: Listener | None = None
+        self.timings = TurnTimings()
         self.closed = asyncio.Event()
 
     # --- outbound -------------------------------------------------------------------------
@@ -338,6 +340,9 @@ class ChatSession:
     ) -> None:
         """A finished user turn (typed, or transcribed speech): show it, store it, answer it."""
         now = self.elapsed_ms() if end_ms is None else end_ms
+        if from_text:
+            self.timings = TurnTimings()
+            self.timings.mark("user_input")
         await self._cancel_turn(record_interruption=True)
         self.emit(
             msg.user_message(
@@ -463,6 +468,7 @@ class ChatSession:
                 )
             ),
             on_error=lambda message: self.emit_error(msg.E_INVALID_AUDIO, message),
+            on_mark=self._mark,
             on_audio=lambda samples, at_ms: (
                 self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
             ),
@@ -470,6 +476,14 @@ class ChatSession:
         if self.audio_format is not None:
             self.listener.configure_pcm(self.audio_format.sample_rate, self.audio_format.channels)
         return self.listener
+
+    def _mark(self, stage: str) -> None:
+        if stage == "speech_start":
+            self.timings = TurnTimings()
+        elif stage == "speech_resumed":
+            self.timings.forget("speech_end")
+            return
+        self.timings.mark(stage)
 
     async def _user_speaking(self, speech_ms: int) -> None:
         """The user has spoken for at least min_interruption_ms in this turn: barge in if we talk."""

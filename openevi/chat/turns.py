@@ -87,6 +87,7 @@ class AssistantTurn:
                 async with asyncio.timeout(s.runtime.settings.llm_timeout_s):
                     async for event in s.language_model().stream(request):
                         if isinstance(event, TextDelta):
+                            s.timings.mark("llm_first_token")
                             for piece in chunker.push(event.text):
                                 self._pieces.put_nowait(piece)
                         else:
@@ -237,6 +238,7 @@ class AssistantTurn:
                 if piece is None:
                     return
                 message_id = str(uuid.uuid4())
+                s.timings.mark("first_piece")
                 self.started_speaking = True
                 s.emit(msg.assistant_message(message_id=message_id, text=piece, from_text=self.speak_text is not None))
                 s.record("AGENT", "AGENT_MESSAGE", piece)
@@ -274,6 +276,9 @@ class AssistantTurn:
             await asyncio.sleep(wait)
         s.playback.queued(len(pcm) / (2 * rate))
         s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(pcm, rate)))
+        if index == 0:
+            s.timings.mark("first_audio")
+            s.timings.report(s.chat_id)
         if s.recorder is not None:
             s.recorder.assistant_audio(pcm, rate, at_ms=s.playback.starts_at_ms(len(pcm) / (2 * rate)))
 
