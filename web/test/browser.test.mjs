@@ -217,6 +217,10 @@ test("a spoken question shows up as a transcript with three emotion bars, and is
   await page.locator(".msg.assistant").nth(0).waitFor();
   await page.getByRole("button", { name: "Stop microphone" }).click();
   await shot("06-voice-1280");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.locator("#transcript").scrollIntoViewIfNeeded();
+  await shot("07-voice-390");
+  await page.setViewportSize({ width: 1280, height: 800 });
 });
 
 test("nothing was fetched from anywhere but this server", () => {
