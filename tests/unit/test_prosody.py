@@ -1,4 +1,4 @@
-"""The acoustic emotion model on real openSMILE features: ranges, edge cases, directions, words, registry."""
+"""The acoustic emotion model on its numpy voice features: ranges, edge cases, directions, words, registry."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 import math
 import shutil
 import subprocess
+import sys
 import wave
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import soxr  # type: ignore[import-untyped]
 
-from openevi.speech.prosody import acoustic
+from openevi.speech.prosody import acoustic, features
 from openevi.speech.prosody.acoustic import EMOTION_VAD, FLOOR, AcousticProsody, analyze, project, text_valence
 from openevi.speech.prosody.base import EMOTIONS
 from openevi.speech.prosody.registry import PROVIDERS, ProsodyError, create_prosody
@@ -198,19 +199,147 @@ def test_registry_builds_the_acoustic_model() -> None:
 
 
 def test_registry_unknown_name() -> None:
-    with pytest.raises(ProsodyError, match="Unknown prosody provider 'nope'; known: acoustic"):
+    with pytest.raises(ProsodyError, match="Unknown prosody provider 'nope'; known: acoustic, opensmile"):
         create_prosody("nope")
 
 
-def test_registry_missing_dependency_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("provider", "module", "missing", "install"),
+    [
+        ("acoustic", "openevi.speech.prosody.acoustic", "vaderSentiment", r"pip install vaderSentiment==3\.3\.2"),
+        (
+            "opensmile",
+            "openevi.speech.prosody.egemaps",
+            "opensmile",
+            r"pip install 'openevi\[opensmile\]'.*non-commercial",
+        ),
+    ],
+)
+def test_registry_missing_dependency_names_the_install(
+    monkeypatch: pytest.MonkeyPatch, provider: str, module: str, missing: str, install: str
+) -> None:
     real = importlib.import_module
 
     def import_module(name: str, *args: Any) -> Any:
-        if name == "openevi.speech.prosody.acoustic":
-            raise ModuleNotFoundError("No module named 'opensmile'", name="opensmile")
+        if name == module:
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
         return real(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", import_module)
-    with pytest.raises(ProsodyError, match=r"needs 'opensmile'.*pip install opensmile==2\.6\.0"):
-        create_prosody("acoustic")
-    assert "acoustic" in PROVIDERS
+    with pytest.raises(ProsodyError, match=rf"needs '{missing}'.*{install}"):
+        create_prosody(provider)
+    assert provider in PROVIDERS
+
+
+def test_default_path_does_not_import_opensmile() -> None:
+    # A fresh interpreter: this test process may have imported opensmile for the optional provider.
+    code = (
+        "import sys; from openevi.speech.prosody.registry import create_prosody; create_prosody('acoustic'); "
+        "assert not {'opensmile', 'pandas', 'nrclex'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@needs_espeak
+async def test_optional_opensmile_provider() -> None:
+    pytest.importorskip("opensmile")
+    prosody = create_prosody("opensmile")
+    try:
+        aroused = await prosody.analyze(speak(options=AROUSED))  # type: ignore[attr-defined]
+        subdued = await prosody.analyze(speak(options=SUBDUED))  # type: ignore[attr-defined]
+        assert_valid(aroused.scores)
+        assert aroused.vad[1] > subdued.vad[1] + 1.0
+        assert_valid(await prosody.score(np.zeros(RATE // 20, dtype=np.float32)))
+    finally:
+        await prosody.aclose()  # type: ignore[attr-defined]
+
+
+# --- the voice features themselves -------------------------------------------------------------
+
+
+def _tone(freq: float, level: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _pulse_train(jitter: float, seconds: float = 1.0, f0: float = 160.0) -> np.ndarray:
+    """Glottal-like pulses through one decaying resonance; `jitter` is the relative s.d. of each period.
+
+    160 Hz is a whole number of samples (100), so the clean train has no rounding jitter.
+    """
+    rng = np.random.default_rng(3)
+    pulses = np.zeros(int(seconds * RATE))
+    pos = 50.0
+    while pos < len(pulses):
+        pulses[int(pos)] = 1.0
+        pos += RATE / f0 * (1.0 + jitter * rng.standard_normal())
+    n = np.arange(200)
+    ring = np.exp(-n / 25.0) * np.sin(2 * np.pi * 600.0 * n / RATE)
+    return (0.3 * np.convolve(pulses, ring)[: len(pulses)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("freq", [100.0, 200.0, 350.0])
+def test_pitch_of_a_tone(freq: float) -> None:
+    f = features.extract(_tone(freq, 0.3))
+    hz = 27.5 * 2 ** (f["f0_mean"] / 12)
+    assert hz == pytest.approx(freq, rel=0.01)
+    assert f["f0_range"] < 0.1  # a steady tone has no pitch range
+    assert f["voiced_s"] > 0.9
+
+
+def test_louder_signal_is_louder() -> None:
+    quiet = features.extract(_tone(200.0, 0.05))["loudness"]
+    loud = features.extract(_tone(200.0, 0.5))["loudness"]
+    # +20 dB is about four times as loud on a sone-like scale (doubling per 10 dB).
+    assert loud / quiet == pytest.approx(4.0, rel=0.1)
+
+
+def test_jittered_pulses_have_more_jitter_and_less_hnr() -> None:
+    clean = features.extract(_pulse_train(0.0))
+    jittered = features.extract(_pulse_train(0.02))
+    assert clean["jitter"] < 0.002
+    assert jittered["jitter"] > 0.01
+    assert jittered["jitter"] > 5 * clean["jitter"]
+    assert jittered["hnr"] < clean["hnr"]
+    assert 27.5 * 2 ** (clean["f0_mean"] / 12) == pytest.approx(160.0, rel=0.01)
+
+
+def test_brighter_pulses_have_higher_alpha_ratio() -> None:
+    dull = _pulse_train(0.0)
+    bright = dull + np.convolve(dull, [1.0, -1.0], mode="same")  # a first difference adds high frequencies
+    assert features.extract(bright)["alpha_ratio"] > features.extract(dull)["alpha_ratio"]
+    assert features.extract(bright)["hammarberg"] < features.extract(dull)["hammarberg"]
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        pytest.param(np.zeros(3 * RATE, dtype=np.float32), id="silence"),
+        pytest.param(_noise(3.0, 0.3), id="noise"),
+        pytest.param(_noise(0.05, 0.3), id="50ms-noise"),
+        pytest.param(np.zeros(0, dtype=np.float32), id="empty"),
+        pytest.param(np.clip(_tone(180.0, 3.0), -1, 1), id="clipped-tone"),
+        pytest.param(np.full(RATE, np.nan, dtype=np.float32), id="nan"),
+    ],
+)
+def test_features_are_always_finite(audio: np.ndarray) -> None:
+    f = features.extract(audio)
+    assert list(f) == list(features.FEATURE_NAMES)
+    assert all(math.isfinite(v) for v in f.values()), f
+
+
+def test_noise_and_silence_are_unvoiced() -> None:
+    assert features.extract(_noise(2.0, 0.3))["voiced_s"] < 0.2
+    assert features.extract(np.zeros(RATE, dtype=np.float32))["voiced_s"] == 0.0
+
+
+@needs_espeak
+def test_speech_features_in_plausible_ranges() -> None:
+    male, female = features.extract(speak()), features.extract(speak(options=("-v", "en-us+f3")))
+    assert 90 < 27.5 * 2 ** (male["f0_mean"] / 12) < 140
+    assert 160 < 27.5 * 2 ** (female["f0_mean"] / 12) < 260
+    assert 3.0 < male["peaks_per_s"] < 8.0  # syllable rate of 175 words/min
+    fast = features.extract(speak(options=("-s", "260")))
+    slow = features.extract(speak(options=("-s", "110")))
+    assert fast["peaks_per_s"] > slow["peaks_per_s"]
+    assert fast["voiced_per_s"] > slow["voiced_per_s"]

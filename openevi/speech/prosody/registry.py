@@ -25,8 +25,11 @@ class Provider:
 
 # Adding a provider (e.g. a trained model): one module implementing ProsodyModel, plus one line here.
 PROVIDERS: dict[str, Provider] = {
-    "acoustic": Provider(
-        "openevi.speech.prosody.acoustic:AcousticProsody", "pip install opensmile==2.6.0 nrclex==4.1.0"
+    "acoustic": Provider("openevi.speech.prosody.acoustic:AcousticProsody", "pip install vaderSentiment==3.3.2"),
+    # openSMILE's binaries are licensed for non-commercial use only (docs/prosody.md): opt-in extra.
+    "opensmile": Provider(
+        "openevi.speech.prosody.egemaps:OpenSmileProsody",
+        "pip install 'openevi[opensmile]' (opensmile==2.6.0: audEERING research licence, non-commercial use only)",
     ),
 }
 
