@@ -63,8 +63,8 @@ class Conversation:
         else:  # persistent, or the legacy "editable" which replaces the persistent text
             self.persistent_context = text
 
-    def add_user(self, text: str, *, emotions: dict[str, float] | None = None) -> None:
-        """Add a user turn with any injected context and the measured tone of voice."""
+    def user_message(self, text: str, *, emotions: dict[str, float] | None = None) -> Message:
+        """The user turn as the model will see it: words, tone of voice, injected context."""
         parts = [text]
         if emotions:
             tone = ", ".join(f"{name} ({score:.2f})" for name, score in top_emotions(emotions))
@@ -72,8 +72,13 @@ class Conversation:
         for extra in (self.persistent_context, self.temporary_context):
             if extra:
                 parts.append(f"{{Context: {extra}}}")
+        return Message(role="user", content="\n\n".join(parts))
+
+    def add_user(self, text: str, *, emotions: dict[str, float] | None = None) -> None:
+        """Add a user turn (a temporary context is used up by it)."""
+        message = self.user_message(text, emotions=emotions)
         self.temporary_context = None
-        self._append(Message(role="user", content="\n\n".join(parts)))
+        self._append(message)
 
     def add_assistant(self, text: str) -> None:
         if not text.strip():

@@ -71,6 +71,8 @@ class Listener:
         on_error: Callable[[str], None],
         on_audio: Callable[[np.ndarray, int], None] | None = None,
         on_mark: Callable[[str], None] = lambda stage: None,
+        on_early: Callable[[HeardTurn], Awaitable[None]] | None = None,
+        on_resumed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
@@ -92,6 +94,8 @@ class Listener:
         self._on_error = on_error
         self._on_audio = on_audio
         self._mark = on_mark
+        self._on_early = on_early
+        self._on_resumed = on_resumed
         self._decoder: AudioDecoder | None = None
         self._pending = np.zeros(0, dtype=np.float32)
         self._speculation: _Speculation | None = None
@@ -148,12 +152,14 @@ class Listener:
                 if self._verbose and speech_ms - self._last_interim_ms >= INTERIM_EVERY_MS:
                     self._last_interim_ms = speech_ms
                     self._start_interim()
-            case SilenceStarted(audio=audio):
+            case SilenceStarted(at_ms=at_ms, audio=audio):
                 self._mark("speech_end")
-                self._speculate(audio)
+                self._speculate(audio, begin_ms=self._turn_begin_ms, end_ms=int(at_ms))
             case SpeechResumed():
                 self._mark("speech_resumed")
                 self._cancel_speculation()
+                if self._on_resumed is not None:
+                    await self._on_resumed()
             case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
                 self._mark("turn_end")
                 # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
@@ -161,7 +167,7 @@ class Listener:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _speculate(self, audio: np.ndarray) -> None:
+    def _speculate(self, audio: np.ndarray, *, begin_ms: int, end_ms: int) -> None:
         """Start transcribing (and scoring) what was said so far, before the turn is certain."""
         self._cancel_speculation()
         if audio.size == 0:
@@ -169,7 +175,22 @@ class Listener:
         transcript = asyncio.create_task(self._asr.transcribe(audio))
         transcript.add_done_callback(lambda t: None if t.cancelled() else self._mark("asr_done"))
         emotions = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
-        self._speculation = _Speculation(audio.size, transcript, emotions)
+        spec = _Speculation(audio.size, transcript, emotions)
+        self._speculation = spec
+        if self._on_early is not None:
+            early = asyncio.create_task(self._early(spec, begin_ms, end_ms))
+            self._tasks.add(early)
+            early.add_done_callback(self._tasks.discard)
+
+    async def _early(self, spec: _Speculation, begin_ms: int, end_ms: int) -> None:
+        """The words are ready before the end of the turn is certain: the engine may start answering."""
+        try:
+            transcript = await spec.transcript
+            emotions = await spec.emotions if spec.emotions is not None else None
+        except (asyncio.CancelledError, Exception):
+            return
+        if self._speculation is spec and transcript.text.strip() and self._on_early is not None:
+            await self._on_early(HeardTurn(transcript.text.strip(), begin_ms, end_ms, emotions, transcript.language))
 
     def _cancel_speculation(self) -> None:
         spec, self._speculation = self._speculation, None

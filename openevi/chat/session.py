@@ -29,7 +29,7 @@ from openevi.chat.runtime import ChatRuntime
 from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
-from openevi.llm.base import LanguageModel
+from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
 from openevi.speech.voices import DEFAULT_VOICE, Voice, find_voice
 from openevi.store import chats
@@ -102,6 +102,7 @@ class ChatSession:
         self.recorder: ChatRecorder | None = None
         self.listener: Listener | None = None
         self.timings = TurnTimings()
+        self._held: tuple[asyncio.Event, HeardTurn] | None = None
         self.closed = asyncio.Event()
 
     # --- outbound -------------------------------------------------------------------------
@@ -339,11 +340,30 @@ class ChatSession:
         language: str | None = None,
     ) -> None:
         """A finished user turn (typed, or transcribed speech): show it, store it, answer it."""
-        now = self.elapsed_ms() if end_ms is None else end_ms
         if from_text:
             self.timings = TurnTimings()
             self.timings.mark("user_input")
         await self._cancel_turn(record_interruption=True)
+        self._show_user_turn(
+            text, from_text=from_text, begin_ms=begin_ms, end_ms=end_ms, emotions=emotions, language=language
+        )
+        if self.paused:
+            self.unanswered_while_paused = True
+            return
+        await self._start_turn()
+
+    def _show_user_turn(
+        self,
+        text: str,
+        *,
+        from_text: bool,
+        begin_ms: int | None,
+        end_ms: int | None,
+        emotions: dict[str, float] | None,
+        language: str | None,
+    ) -> None:
+        """Send the final user_message, store it, and add it to the conversation."""
+        now = self.elapsed_ms() if end_ms is None else end_ms
         self.emit(
             msg.user_message(
                 text=text,
@@ -354,17 +374,9 @@ class ChatSession:
                 language=language,
             )
         )
-        self.record(
-            "USER",
-            "USER_MESSAGE",
-            text,
-            emotion_features=json.dumps(msg.wire_scores(emotions)) if emotions is not None else None,
-        )
+        features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
+        self.record("USER", "USER_MESSAGE", text, emotion_features=features)
         self.conversation.add_user(text, emotions=emotions)
-        if self.paused:
-            self.unanswered_while_paused = True
-            return
-        await self._start_turn()
 
     async def _apply_settings(self, s: p.SessionSettings) -> None:
         fields = s.model_fields_set
@@ -469,6 +481,8 @@ class ChatSession:
             ),
             on_error=lambda message: self.emit_error(msg.E_INVALID_AUDIO, message),
             on_mark=self._mark,
+            on_early=lambda heard: self._heard_early(heard, offset_ms),
+            on_resumed=self._user_resumed,
             on_audio=lambda samples, at_ms: (
                 self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
             ),
@@ -491,11 +505,41 @@ class ChatSession:
         if self.speaking:
             await self._cancel_turn(record_interruption=True)
 
+    async def _heard_early(self, heard: HeardTurn, offset_ms: int) -> None:
+        """Words ready inside the end-of-turn silence: start answering now, silently, until confirmed."""
+        async with self._inbound:
+            if self.status is not None or self.paused or self.speaking:
+                return
+            hold = asyncio.Event()
+            pending = self.conversation.user_message(heard.text, emotions=heard.emotions)
+            await self._start_turn(pending_user=pending, hold=hold)
+            self._held = (hold, heard)
+
+    async def _user_resumed(self) -> None:
+        """The user spoke again inside the silence window: a speculative answer is dropped."""
+        if self._held is not None:
+            self._held = None
+            await self._cancel_turn(record_interruption=False)
+
     async def _heard(self, heard: HeardTurn, offset_ms: int) -> None:
         async with self._inbound:
             if self.status is not None:
                 return
             self._touch()
+            held, self._held = self._held, None
+            if held is not None and held[1].text == heard.text and self._turn is not None:
+                self._show_user_turn(
+                    heard.text,
+                    from_text=False,
+                    begin_ms=offset_ms + heard.begin_ms,
+                    end_ms=offset_ms + heard.end_ms,
+                    emotions=heard.emotions,
+                    language=heard.language,
+                )
+                held[0].set()  # the speculative answer is the answer
+                return
+            if held is not None:
+                await self._cancel_turn(record_interruption=False)
             await self.user_turn(
                 heard.text,
                 from_text=False,
@@ -512,12 +556,19 @@ class ChatSession:
         """The assistant is generating, or the listener is still hearing audio already sent."""
         return (self._turn is not None and not self._turn.done()) or self.playback.playing
 
-    async def _start_turn(self, *, speak: str | None = None, instruction: str | None = None) -> None:
+    async def _start_turn(
+        self,
+        *,
+        speak: str | None = None,
+        instruction: str | None = None,
+        pending_user: Message | None = None,
+        hold: asyncio.Event | None = None,
+    ) -> None:
         """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`)."""
         await self._cancel_turn(record_interruption=True)
         if self.status is not None:
             return
-        turn = AssistantTurn(self, speak=speak, instruction=instruction)
+        turn = AssistantTurn(self, speak=speak, instruction=instruction, pending_user=pending_user, hold=hold)
         self._turn_obj = turn
         self._turn = asyncio.create_task(turn.run(), name=f"turn-{self.chat_id}")
         self._turn.add_done_callback(self._turn_done)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from openevi.audio.wav import wav_chunk
 from openevi.chat import messages as msg
 from openevi.chat.chunker import SentenceChunker
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
-from openevi.llm.base import GenerationRequest, LLMError, TextDelta, ToolCall
+from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall
 from openevi.speech.tts.base import TTSError
 from openevi.store.db import now_ms
 from openevi.webhooks import outbox
@@ -42,10 +43,22 @@ class TurnOutcome:
 class AssistantTurn:
     """Generates (or speaks given text) and streams it to the chat's sockets."""
 
-    def __init__(self, session: ChatSession, *, speak: str | None, instruction: str | None) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        *,
+        speak: str | None,
+        instruction: str | None,
+        pending_user: Message | None = None,
+        hold: asyncio.Event | None = None,
+    ) -> None:
         self.session = session
         self.speak_text = speak
         self.instruction = instruction
+        # A speculative turn: generated for a user message not yet confirmed, and silent until `hold`
+        # is set (the end of the user's turn is confirmed); cancelled if the user speaks on.
+        self.pending_user = pending_user
+        self.hold = hold
         self.started_speaking = False
         self.spoken: list[str] = []
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -77,8 +90,11 @@ class AssistantTurn:
         for _ in range(MAX_TOOL_ROUNDS):
             chunker = SentenceChunker()
             calls: list[ToolCall] = []
+            messages = s.conversation.messages(extra_system=self.instruction)
+            if self.pending_user is not None and not (self.hold is not None and self.hold.is_set()):
+                messages.append(self.pending_user)
             request = GenerationRequest(
-                messages=s.conversation.messages(extra_system=self.instruction),
+                messages=messages,
                 tools=s.tools.specs(),
                 temperature=s.temperature,
                 custom_session_id=s.custom_session_id,
@@ -237,6 +253,12 @@ class AssistantTurn:
             try:
                 if piece is None:
                     return
+                prerendered: list[bytes] | None = None
+                if self.hold is not None and not self.hold.is_set():
+                    # Render the first piece while the end of the user's turn is being confirmed.
+                    async with contextlib.aclosing(tts.synthesize(piece, voice=s.voice)) as stream:
+                        prerendered = [pcm async for pcm in stream]
+                    await self.hold.wait()
                 message_id = str(uuid.uuid4())
                 s.timings.mark("first_piece")
                 self.started_speaking = True
@@ -244,18 +266,20 @@ class AssistantTurn:
                 s.record("AGENT", "AGENT_MESSAGE", piece)
                 s.conversation.add_assistant(piece)
                 self.spoken.append(piece)
-                await self._synthesize(message_id, piece, tts)
+                await self._synthesize(message_id, piece, tts, prerendered)
             finally:
                 self._pieces.task_done()
 
-    async def _synthesize(self, message_id: str, text: str, tts: Any) -> None:
+    async def _synthesize(self, message_id: str, text: str, tts: Any, prerendered: list[bytes] | None = None) -> None:
         s = self.session
         rate = tts.sample_rate
         piece_bytes = rate * 2 * AUDIO_PIECE_MS // 1000
         index = 0
         pending = b""
         try:
-            async with contextlib.aclosing(tts.synthesize(text, voice=s.voice)) as stream:
+            async with contextlib.aclosing(
+                _replay(prerendered) if prerendered is not None else tts.synthesize(text, voice=s.voice)
+            ) as stream:
                 async for pcm in stream:
                     pending += pcm
                     while len(pending) >= piece_bytes:
@@ -281,6 +305,11 @@ class AssistantTurn:
             s.timings.report(s.chat_id)
         if s.recorder is not None:
             s.recorder.assistant_audio(pcm, rate, at_ms=s.playback.starts_at_ms(len(pcm) / (2 * rate)))
+
+
+async def _replay(chunks: list[bytes]) -> AsyncGenerator[bytes, None]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _b64_wav(pcm: bytes, rate: int) -> str:
