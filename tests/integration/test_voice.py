@@ -188,3 +188,28 @@ async def test_garbage_audio_gets_an_error_and_the_chat_goes_on(voice_server: Se
         await socket.send_publish(UserInput(text="Are you there?"))
         messages = await recv_until(socket, "assistant_end", limit_s=30)
     assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Still here."]
+
+
+async def test_a_pause_inside_the_turn_does_not_split_it(voice_server: ServerProcess, llm: ScriptedLLM) -> None:
+    """A 450 ms pause (under the 800 ms end-of-turn silence) may start a speculative answer, which
+    must be dropped when the user goes on: one user turn, answered once, with all its words."""
+    llm.script(Reply("Both noted.", when="tickets"))
+    client = client_for(voice_server)
+    before = len(llm.requests)
+    audio = np.concatenate(
+        [speak("I would like to visit the museum"), silence(0.45), speak("and buy two tickets"), silence(1.5)]
+    )
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+        sender = asyncio.create_task(
+            stream(socket, linear16(audio), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
+        )
+        messages = await recv_until(socket, "assistant_end", limit_s=60)
+        await sender
+    finals = [m for m in of_type(messages, "user_message") if not m.interim]
+    assert len(finals) == 1
+    assert "museum" in finals[0].message.content.lower() and "ticket" in finals[0].message.content.lower()
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Both noted."]
+    answered = llm.requests[before:][-1].last_user_message or ""
+    assert "museum" in answered.lower() and "ticket" in answered.lower()
