@@ -132,31 +132,40 @@ class AssistantTurn:
         """Run one round of tool calls; True when the model should continue."""
         s = self.session
         s.conversation.add_tool_calls(calls)
-        for call in calls:
-            kind = s.tools.kind(call.name)
-            if kind is None:
-                s.conversation.add_tool_result(call, f"Error: there is no tool named {call.name}.")
-                continue
-            s.record(
-                "AGENT",
-                "FUNCTION_CALL",
-                call.arguments,
-                metadata=json.dumps(
-                    {"tool_call_id": call.id, "name": call.name, "parameters": call.arguments, "tool_type": kind}
-                ),
-            )
-            self._enqueue_tool_webhook(call, kind)
-            if kind == "builtin":
-                content = await self._run_builtin(call)
-            else:
-                content = await self._await_client(call)
-            s.record(
-                "TOOL",
-                "FUNCTION_CALL_RESPONSE",
-                content,
-                metadata=json.dumps({"tool_call_id": call.id, "name": call.name, "tool_type": kind}),
-            )
-            s.conversation.add_tool_result(call, content)
+        try:
+            for call in calls:
+                kind = s.tools.kind(call.name)
+                if kind is None:
+                    s.conversation.add_tool_result(call, f"Error: there is no tool named {call.name}.")
+                    continue
+                s.record(
+                    "AGENT",
+                    "FUNCTION_CALL",
+                    call.arguments,
+                    metadata=json.dumps(
+                        {"tool_call_id": call.id, "name": call.name, "parameters": call.arguments, "tool_type": kind}
+                    ),
+                )
+                self._enqueue_tool_webhook(call, kind)
+                if kind == "builtin":
+                    content = await self._run_builtin(call)
+                else:
+                    content = await self._await_client(call)
+                s.record(
+                    "TOOL",
+                    "FUNCTION_CALL_RESPONSE",
+                    content,
+                    metadata=json.dumps({"tool_call_id": call.id, "name": call.name, "tool_type": kind}),
+                )
+                s.conversation.add_tool_result(call, content)
+        except asyncio.CancelledError:
+            # Interrupted (the user spoke, a pause, the chat ended): every call sent to the model needs
+            # a result, or OpenAI-style APIs reject each later request of this chat.
+            answered = {m.tool_call_id for m in s.conversation.history if m.role == "tool"}
+            for call in calls:
+                if call.id not in answered:
+                    s.conversation.add_tool_result(call, "Cancelled: the user interrupted before the tool answered.")
+            raise
         return not self.outcome.hang_up
 
     def _enqueue_tool_webhook(self, call: ToolCall, kind: str) -> None:

@@ -304,3 +304,42 @@ async def test_tool_response_through_the_control_plane(chat_server: ServerProces
     assert [r.content for r in of_type(after, "tool_response")] == ["12C"]
     assert [m.message.content for m in of_type(after, "assistant_message")] == ["Kyiv is cool."]
     assert llm.requests[-1].messages[-1]["content"] == "12C"
+
+
+def answered_calls_only(request: RecordedRequest) -> None:
+    """Every tool call sent to the model has its result (OpenAI-style APIs reject the request otherwise)."""
+    answered = {m.get("tool_call_id") for m in request.messages if m["role"] == "tool"}
+    for message in request.messages:
+        for call in message.get("tool_calls") or []:
+            assert call["id"] in answered, f"tool call {call['id']} has no result in {request.messages}"
+
+
+async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
+    chat_server: ServerProcess, llm: ScriptedLLM
+) -> None:
+    client = client_for(chat_server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    config_id = await make_config(chat_server, tools=[ref])
+    llm.script(
+        CallTool(name, {"city": "Paris"}, call_id="call_x1", when="weather in paris"),
+        Reply("Okay, never mind.", when="never mind"),
+        Reply("Back again."),
+    )
+    async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(UserInput(text="weather in Paris?"))
+        await recv_until(socket, "tool_call")
+        await socket.send_publish(UserInput(text="never mind"))  # before the tool answered
+        seen = await recv_until(socket, "assistant_end")
+        assert [m.message.content for m in of_type(seen, "assistant_message")] == ["Okay, never mind."]
+        await socket.send_publish(ToolResponseMessage(tool_call_id="call_x1", content="too late"))
+        late = (await recv_until(socket, "error"))[-1]
+        assert "call_x1" in late.message
+        await socket.send_publish(UserInput(text="hello again"))
+        await recv_until(socket, "assistant_end")
+    for request in llm.requests[-2:]:
+        answered_calls_only(request)
+    assert llm.requests[-1].last_user_message == "hello again"
+    _, events = await history(client, metadata.chat_id)
+    assert types_of(events).count("FUNCTION_CALL") == 1
