@@ -16,10 +16,10 @@ from hume.empathic_voice import (
     SessionSettings,
     UserInput,
 )
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
-from tests.integration.live_support import history, join, recv_raw_until, rest, send_raw, types_of
+from tests.integration.live_support import WAIT_S, history, join, recv_raw_until, rest, send_raw, types_of
 from tests.integration.support import new_account_key
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
@@ -218,3 +218,20 @@ async def test_other_accounts_cannot_reach_the_chat(chat_server: ServerProcess) 
         await socket.send_publish(UserInput(text="still mine"))
         seen = await recv_until(socket, "assistant_end")
         assert [m.message.content for m in of_type(seen, "user_message")] == ["still mine"]
+
+
+async def test_control_sockets_close_when_the_chat_ends(chat_server: ServerProcess) -> None:
+    client = client_for(chat_server)
+    async with client.empathic_voice.chat.connect(allow_connection=True) as socket:
+        metadata = await socket.recv()
+        observer_cm = join(chat_server, metadata.chat_id)
+        observer = await observer_cm.__aenter__()
+    try:
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(WAIT_S):
+                while True:
+                    await observer.recv()
+    finally:
+        await observer_cm.__aexit__(None, None, None)
+    chat, _ = await history(client, metadata.chat_id)
+    assert chat.status == "USER_ENDED"
