@@ -137,3 +137,19 @@ async def test_settings_in_the_connect_url_apply_from_the_start(chat_server: Ser
     assert stored["variables"] == {"role": "a pirate", "who": "Lin"}
     prompts = [e.message_text for e in events if e.type == "SYSTEM_PROMPT"]
     assert prompts and set(prompts) == {"You are a pirate talking to Lin."}  # never the unfilled default
+
+
+async def test_language_model_api_key_is_used_but_never_shown(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    llm.script(Reply("Keyed."))
+    client = client_for(chat_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(SessionSettings(language_model_api_key="sk-user-secret-123", system_prompt="Keyed."))
+        echo = (await recv_until(socket, "session_settings"))[-1]
+        assert echo.language_model_api_key is None and echo.system_prompt == "Keyed."
+        await socket.send_publish(UserInput(text="keyed hello"))
+        await recv_until(socket, "assistant_end")
+    request = asked(llm, "keyed hello")
+    assert request.headers.get("authorization") == "Bearer sk-user-secret-123"
+    _, events = await history(client, metadata.chat_id)
+    assert all("sk-user-secret-123" not in (e.message_text or "") for e in events)
