@@ -195,3 +195,30 @@ async def test_chat_left_open_by_a_crash_is_closed_with_error(
     assert "USER_MESSAGE" in types
     _, body = await wait_webhook(receiver, "chat_ended", metadata.chat_id)
     assert body["end_reason"] == "ERROR" and body["config_id"] == config_id
+
+
+async def test_greeting_without_text_is_generated_and_not_repeated_on_resume(
+    chat_server: ServerProcess, llm: ScriptedLLM
+) -> None:
+    def greeting(request: RecordedRequest) -> bool:
+        return "Greet the user" in request.messages[0]["content"]
+
+    llm.script(Reply("Hi, I am your assistant.", when=greeting), Reply("Fine."))
+    config_id = await make_config(chat_server, event_messages={"on_new_chat": {"enabled": True}})
+    client = client_for(chat_server)
+    async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
+        first = await socket.recv()
+        opening = await recv_until(socket, "assistant_end")
+    assert spoken(opening) == ["Hi, I am your assistant."]
+    assert greeting(llm.requests[-1]) and llm.requests[-1].last_user_message is None
+    await history(client, first.chat_id)
+
+    asked_before = len(llm.requests)
+    async with client.empathic_voice.chat.connect(config_id=config_id, resumed_chat_group_id=first.chat_group_id) as s:
+        await s.recv()
+        await s.send_publish(UserInput(text="how are you?"))
+        messages = await recv_until(s, "assistant_end")
+    assert spoken(messages) == ["Fine."]
+    assert not any(greeting(r) for r in llm.requests[asked_before:])
+    sent = [(m["role"], m["content"]) for m in llm.requests[-1].messages[1:]]
+    assert sent == [("assistant", "Hi, I am your assistant."), ("user", "how are you?")]
