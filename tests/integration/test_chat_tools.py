@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hume.empathic_voice import SessionSettings, Tool, ToolErrorMessage, ToolResponseMessage, UserInput
+from hume.empathic_voice import (
+    BuiltinToolConfig,
+    SessionSettings,
+    Tool,
+    ToolErrorMessage,
+    ToolResponseMessage,
+    UserInput,
+)
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until, scripted_server
@@ -343,3 +350,24 @@ async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
     assert llm.requests[-1].last_user_message == "hello again"
     _, events = await history(client, metadata.chat_id)
     assert types_of(events).count("FUNCTION_CALL") == 1
+
+
+async def test_session_builtin_tools_keep_the_config_tools(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    client = client_for(chat_server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    config_id = await make_config(chat_server, tools=[ref])
+    llm.script(CallTool("hang_up", {}, call_id="call_end", text="Bye. ", when="goodbye"), Reply("Hi."))
+    async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(SessionSettings(builtin_tools=[BuiltinToolConfig(name="hang_up")]))
+        await recv_until(socket, "session_settings")
+        await socket.send_publish(UserInput(text="goodbye"))
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(WAIT_S):
+                while True:
+                    await socket.recv()
+    request = next(r for r in llm.requests if r.last_user_message == "goodbye")
+    assert sorted(request.tool_names) == sorted([name, "hang_up"])
+    chat, _ = await history(client, metadata.chat_id)
+    assert chat.status == "USER_ENDED"
