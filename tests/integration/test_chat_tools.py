@@ -371,3 +371,39 @@ async def test_session_builtin_tools_keep_the_config_tools(chat_server: ServerPr
     assert sorted(request.tool_names) == sorted([name, "hang_up"])
     chat, _ = await history(client, metadata.chat_id)
     assert chat.status == "USER_ENDED"
+
+
+async def test_unknown_tool_and_chained_calls(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+    name = named("step")
+    tool = Tool(type="function", name=name, parameters="{}", description="One step")
+
+    def tool_results(count: int) -> Any:
+        def match(request: RecordedRequest) -> bool:
+            results = [m for m in request.messages if m["role"] == "tool"]
+            return last_is("tool")(request) and len(results) == count
+
+        return match
+
+    llm.script(
+        CallTool("not_offered", {}, call_id="call_u", when=last_is("user")),
+        CallTool(name, {"n": 1}, call_id="call_1", when=tool_results(1)),
+        CallTool(name, {"n": 2}, call_id="call_2", when=tool_results(2)),
+        Reply("All steps done.", when=tool_results(3)),
+    )
+    client = client_for(chat_server)
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        await socket.send_publish(SessionSettings(tools=[tool]))
+        await recv_until(socket, "session_settings")
+        await socket.send_publish(UserInput(text="do the steps"))
+        for call_id in ("call_1", "call_2"):
+            call = (await recv_until(socket, "tool_call"))[-1]
+            assert (call.tool_call_id, call.name) == (call_id, name)
+            await socket.send_publish(ToolResponseMessage(tool_call_id=call_id, content=f"done {call_id}"))
+        messages = await recv_until(socket, "assistant_end")
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["All steps done."]
+    final = llm.requests[-1]
+    answered_calls_only(final)
+    results = [(m["tool_call_id"], m["content"]) for m in final.messages if m["role"] == "tool"]
+    assert results[0][0] == "call_u" and "not_offered" in results[0][1]
+    assert results[1:] == [("call_1", "done call_1"), ("call_2", "done call_2")]
