@@ -26,13 +26,14 @@ LLM_TIMEOUT_S = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
-    """A server that gives up on a silent model after LLM_TIMEOUT_S (the whole answer, and each
-    silence of the HTTP stream), and on a client that does not answer a tool call likewise."""
+    """A server that gives up on a silent model after LLM_TIMEOUT_S (the whole answer), and on a
+    client that does not answer a tool call likewise."""
     proc = scripted_server(
         Path(tmp_path_factory.mktemp("chat-errors")),
         llm,
         OPENEVI_LLM_TIMEOUT_S=str(LLM_TIMEOUT_S),
-        OPENEVI_LLM_READ_TIMEOUT_S=str(LLM_TIMEOUT_S),
+        # The HTTP read timeout (each silence of the stream) is longer: the engine's bound must act first.
+        OPENEVI_LLM_READ_TIMEOUT_S=str(LLM_TIMEOUT_S * 10),
         OPENEVI_TOOL_RESPONSE_TIMEOUT_S=str(LLM_TIMEOUT_S),
     )
     proc.start()
@@ -101,7 +102,9 @@ async def test_hanging_model_times_out(server: ServerProcess, llm: ScriptedLLM) 
         await socket.recv()
         await socket.send_publish(UserInput(text="stall silently"))
         messages = await recv_until(socket, "assistant_end", limit_s=LLM_TIMEOUT_S + 30)
-        assert [e.slug for e in of_type(messages, "error")] == ["language_model_error"]
+        errors = of_type(messages, "error")
+        assert [e.slug for e in errors] == ["language_model_error"]
+        assert "(timeout)" in errors[0].message  # the engine's bound, not the HTTP read timeout
         await still_answers(socket)
 
         await socket.send_publish(UserInput(text="stall midway"))
