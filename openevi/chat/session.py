@@ -96,6 +96,7 @@ class ChatSession:
         self._timers: list[asyncio.Task[None]] = []
         self._last_activity = time.monotonic()
         self._nudged = False
+        self._nudging = False
         self._llm: LanguageModel | None = None
         self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
@@ -563,11 +564,16 @@ class ChatSession:
         instruction: str | None = None,
         pending_user: Message | None = None,
         hold: asyncio.Event | None = None,
+        nudge: bool = False,
     ) -> None:
-        """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`)."""
-        await self._cancel_turn(record_interruption=True)
+        """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`).
+
+        A turn still running is replaced without a `user_interruption` (callers for whom the user
+        did interrupt, such as `user_turn`, cancel it first themselves)."""
+        await self._cancel_turn(record_interruption=False)
         if self.status is not None:
             return
+        self._nudging = nudge
         turn = AssistantTurn(self, speak=speak, instruction=instruction, pending_user=pending_user, hold=hold)
         self._turn_obj = turn
         self._turn = asyncio.create_task(turn.run(), name=f"turn-{self.chat_id}")
@@ -581,7 +587,10 @@ class ChatSession:
             log.error("chat %s: assistant turn failed", self.chat_id, exc_info=exc)
             return
         outcome = task.result()
-        self._touch()
+        if not self._nudging:
+            # Silence is counted from the end of a real answer; a nudge does not restart the clock,
+            # so an unanswered nudge is followed by the inactivity timeout, not by more nudges.
+            self._last_activity = time.monotonic()
         if outcome.hang_up:
             self._timers.append(
                 asyncio.create_task(self.close(USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
@@ -635,7 +644,8 @@ class ChatSession:
             if nudges.get("enabled") and interval and not self._nudged and silent >= float(interval):
                 self._nudged = True
                 await self._start_turn(
-                    instruction="The user has been silent for a while. Gently check in with one short question."
+                    nudge=True,
+                    instruction="The user has been silent for a while. Gently check in with one short question.",
                 )
 
     async def _end_with_message(self, status: str, event_name: str) -> None:
