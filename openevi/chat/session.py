@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
+import soxr
 from pydantic import ValidationError
 
 from openevi.audio.recorder import ChatRecorder
@@ -33,7 +35,7 @@ from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
 from openevi.speech.voices import DEFAULT_VOICE, Voice, find_voice
 from openevi.store import chats
-from openevi.store.db import now_ms
+from openevi.store.db import new_id, now_ms
 from openevi.webhooks import outbox
 
 log = logging.getLogger("openevi.chat.session")
@@ -97,6 +99,7 @@ class ChatSession:
         self._last_activity = time.monotonic()
         self._nudged = False
         self._nudging = False
+        self._background: set[asyncio.Task[None]] = set()
         self._llm: LanguageModel | None = None
         self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
@@ -132,9 +135,10 @@ class ChatSession:
 
     # --- history ----------------------------------------------------------------------------
 
-    def record(self, role: str, type_: str, text: str | None = None, **fields: Any) -> None:
-        """Store an event (in order, off the hot path)."""
+    def record(self, role: str, type_: str, text: str | None = None, **fields: Any) -> str:
+        """Store an event (in order, off the hot path); returns its id."""
         timestamp = now_ms()
+        event_id = new_id()
 
         async def write(session: Any) -> bool:
             await chats.append_event(
@@ -144,11 +148,13 @@ class ChatSession:
                 type=type_,
                 message_text=text,
                 timestamp=timestamp,
+                event_id=event_id,
                 **fields,
             )
             return False
 
         self.events.submit(write)
+        return event_id
 
     def record_error(self, code: tuple[str, str], message: str) -> None:
         """Errors go into the chat's metadata: the spec's event types have no error type."""
@@ -161,6 +167,36 @@ class ChatSession:
             return False
 
         self.events.submit(write)
+
+    def measure_assistant(self, message_id: str, event_id: str, pcm: bytes, rate: int, text: str) -> None:
+        """Score the emotion of the assistant's own speech (assistant_prosody), in the background."""
+        prosody = self.runtime.prosody
+        if prosody is None:
+            return
+
+        async def run() -> None:
+            audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+            if rate != prosody.sample_rate:
+                audio = soxr.resample(audio, rate, prosody.sample_rate).astype(np.float32)
+            try:
+                scores = await prosody.score(audio, text=text)
+            except Exception:
+                log.exception("chat %s: assistant prosody failed", self.chat_id)
+                return
+            if self.status is not None:
+                return
+            self.emit(msg.assistant_prosody(message_id=message_id, scores=scores))
+            self.record(
+                "AGENT",
+                "ASSISTANT_PROSODY",
+                None,
+                emotion_features=json.dumps(msg.wire_scores(scores)),
+                related_event_id=event_id,
+            )
+
+        task = asyncio.create_task(run(), name=f"assistant-prosody-{self.chat_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- language model -------------------------------------------------------------------
 
@@ -223,6 +259,8 @@ class ChatSession:
                 timer.cancel()
         for future in self.pending_tools.values():
             future.cancel()
+        for task in list(self._background):
+            task.cancel()
         await self.runtime.bus.unregister(self.chat_id)
         self.runtime.sessions.pop(self.chat_id, None)
         ended = now_ms()

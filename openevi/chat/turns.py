@@ -272,15 +272,19 @@ class AssistantTurn:
                 s.timings.mark("first_piece")
                 self.started_speaking = True
                 s.emit(msg.assistant_message(message_id=message_id, text=piece, from_text=self.speak_text is not None))
-                s.record("AGENT", "AGENT_MESSAGE", piece)
+                event_id = s.record("AGENT", "AGENT_MESSAGE", piece)
                 s.conversation.add_assistant(piece)
                 self.spoken.append(piece)
-                await self._synthesize(message_id, piece, tts, prerendered)
+                spoken_audio = await self._synthesize(message_id, piece, tts, prerendered)
+                if spoken_audio and s.runtime.prosody is not None:
+                    s.measure_assistant(message_id, event_id, spoken_audio, tts.sample_rate, piece)
             finally:
                 self._pieces.task_done()
 
-    async def _synthesize(self, message_id: str, text: str, tts: Any, prerendered: list[bytes] | None = None) -> None:
+    async def _synthesize(self, message_id: str, text: str, tts: Any, prerendered: list[bytes] | None = None) -> bytes:
+        """Speak one piece; returns the audio that was sent."""
         s = self.session
+        sent: list[bytes] = []
         rate = tts.sample_rate
         piece_bytes = rate * 2 * AUDIO_PIECE_MS // 1000
         index = 0
@@ -294,12 +298,15 @@ class AssistantTurn:
                     while len(pending) >= piece_bytes:
                         chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
                         await self._send_audio(message_id, index, chunk, rate)
+                        sent.append(chunk)
                         index += 1
             if pending:
                 await self._send_audio(message_id, index, pending, rate)
+                sent.append(pending)
         except TTSError as exc:
             s.emit_error(msg.E_TTS, f"Speech synthesis failed: {exc}")
             s.record_error(msg.E_TTS, str(exc))
+        return b"".join(sent)
 
     async def _send_audio(self, message_id: str, index: int, pcm: bytes, rate: int) -> None:
         """Send one piece, no further ahead of the listener's playback than the configured lead."""

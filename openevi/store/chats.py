@@ -94,6 +94,7 @@ async def append_event(
     metadata: str | None = None,
     related_event_id: str | None = None,
     timestamp: int | None = None,
+    event_id: str | None = None,
 ) -> ChatEvent:
     """Append one event and bump the chat's counter in the same transaction."""
     seq = await session.scalar(
@@ -104,7 +105,7 @@ async def append_event(
     chat = await session.get(Chat, chat_id)
     assert chat is not None
     event = ChatEvent(
-        id=new_id(),
+        id=event_id or new_id(),
         chat_id=chat_id,
         chat_group_id=chat.chat_group_id,
         account_id=chat.account_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import re
 import subprocess
 import tempfile
@@ -20,7 +21,7 @@ import soxr
 from hume.empathic_voice import AudioInput, SessionSettings, UserInput
 
 from openevi.speech.prosody.base import EMOTIONS
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 
@@ -87,13 +88,15 @@ async def test_spoken_question_is_transcribed_scored_and_answered(
     client = client_for(voice_server)
     audio = np.concatenate([silence(0.3), speak(QUESTION), silence(1.5)])
     async with client.empathic_voice.chat.connect(verbose_transcription=True) as socket:
-        await socket.recv()
+        metadata = await socket.recv()
         await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
         sender = asyncio.create_task(
             stream(socket, linear16(audio), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
         )
         messages = await recv_until(socket, "assistant_end", limit_s=60)
         await sender
+        if not of_type(messages, "assistant_prosody"):  # measured in the background, may come last
+            messages += await recv_until(socket, "assistant_prosody", limit_s=30)
 
     finals = [m for m in of_type(messages, "user_message") if not m.interim]
     assert len(finals) == 1
@@ -107,6 +110,18 @@ async def test_spoken_question_is_transcribed_scored_and_answered(
     said = " ".join(m.message.content for m in of_type(messages, "assistant_message"))
     assert said == "It opens at nine."
     assert of_type(messages, "audio_output")
+    # the assistant's own speech is measured too, and tied to its message
+    assistant_ids = {m.id for m in of_type(messages, "assistant_message")}
+    measured = of_type(messages, "assistant_prosody")
+    assert measured and measured[0].id in assistant_ids
+    assert all(0.0 <= getattr(measured[0].models.prosody.scores, name) <= 1.0 for name in EMOTIONS)
+    await wait_chat_ended(client, metadata.chat_id)
+    events = await client.empathic_voice.chats.list_chat_events(id=metadata.chat_id, page_size=100)
+    by_id = {e.id: e for e in events.items or []}
+    prosody_events = [e for e in by_id.values() if e.type == "ASSISTANT_PROSODY"]
+    assert prosody_events and by_id[prosody_events[0].related_event_id].type == "AGENT_MESSAGE"
+    user_events = [e for e in by_id.values() if e.type == "USER_MESSAGE"]
+    assert user_events and "Admiration" in json.loads(user_events[0].emotion_features or "{}")
     # the model heard the words and the tone of voice
     assert "museum" in (llm.requests[-1].last_user_message or "").lower()
     assert "tone of voice" in (llm.requests[-1].last_user_message or "")
