@@ -12,9 +12,7 @@ import pytest
 
 from openevi.speech.asr.registry import ASRError, create_asr
 from openevi.speech.asr.whisper import WhisperASR, assemble_packaged_model
-from tests.support.speech import SENTENCES, have_espeak, speak, word_error_rate
-
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+from tests.support.speech import SENTENCES, speak, word_error_rate
 
 # Synthetic speech is harder than real voices for Whisper base; measured WER is ~0.05-0.1.
 MAX_WER = 0.25

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from openevi.audio.decode import AudioDecoder, DecodeError, Format, detect_format
-from tests.support.speech import encode, have_espeak, speak, split_evenly, to_linear16
-
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+from tests.support.speech import encode, speak, split_evenly, to_linear16
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

@@ -15,7 +15,7 @@ from openevi.chat.turn_detection import (
     TurnEvent,
 )
 from openevi.speech.vad.registry import create_vad
-from tests.support.speech import have_espeak, speak
+from tests.support.speech import speak
 
 FRAME = 512
 FRAME_MS = 32.0
@@ -118,7 +118,6 @@ def test_bad_arguments() -> None:
         TurnDetector(0.5, 300, 800).push(np.zeros(100, np.float32), 0.9)
 
 
-@pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed")
 def test_real_speech_through_silero() -> None:
     """espeak speech + 900 ms of silence, through the real VAD: exactly one turn, padding included."""
     vad = create_vad("silero")

@@ -8,9 +8,7 @@ import pytest
 from openevi.speech.vad.base import VoiceActivityDetector
 from openevi.speech.vad.registry import PROVIDERS, VADError, create_vad
 from openevi.speech.vad.silero import FRAME_SAMPLES, SileroVAD, default_model_path
-from tests.support.speech import have_espeak, speak
-
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+from tests.support.speech import speak
 
 THRESHOLD = 0.5
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import Any, cast
 
 from openevi.speech.asr.base import SpeechRecognizer
 from openevi.speech.asr.errors import ASRError
+from openevi.speech.registry import Provider, build
 
 __all__ = ["PROVIDERS", "ASRError", "Provider", "create_asr"]
-
-
-@dataclass(frozen=True)
-class Provider:
-    """Where a provider lives and what to install when its dependencies are missing."""
-
-    target: str  # "package.module:Class"
-    install: str
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -30,14 +21,4 @@ PROVIDERS: dict[str, Provider] = {
 
 def create_asr(name: str, **options: Any) -> SpeechRecognizer:
     """Build the provider registered as `name`; `options` go to its constructor as keywords."""
-    provider = PROVIDERS.get(name)
-    if provider is None:
-        raise ASRError(f"Unknown ASR provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
-    module_name, _, class_name = provider.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise  # our own module missing is a packaging bug, not a missing optional dependency
-        raise ASRError(f"ASR provider {name!r} needs {exc.name!r}, which is not installed: {provider.install}") from exc
-    return cast(SpeechRecognizer, getattr(module, class_name)(**options))
+    return cast(SpeechRecognizer, build("ASR", name, PROVIDERS, ASRError, **options))

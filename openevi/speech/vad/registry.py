@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import Any, cast
 
+from openevi.speech.registry import Provider, build
 from openevi.speech.vad.base import VoiceActivityDetector
 
 __all__ = ["PROVIDERS", "Provider", "VADError", "create_vad"]
@@ -13,14 +12,6 @@ __all__ = ["PROVIDERS", "Provider", "VADError", "create_vad"]
 
 class VADError(Exception):
     """The VAD provider is unknown or cannot be loaded."""
-
-
-@dataclass(frozen=True)
-class Provider:
-    """Where a provider lives and what to install when its dependencies are missing."""
-
-    target: str  # "package.module:Class"
-    install: str
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -33,15 +24,4 @@ PROVIDERS: dict[str, Provider] = {
 
 def create_vad(name: str, **options: Any) -> VoiceActivityDetector:
     """Build the provider registered as `name`; `options` go to its constructor as keywords."""
-    provider = PROVIDERS.get(name)
-    if provider is None:
-        raise VADError(f"Unknown VAD provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
-    module_name, _, class_name = provider.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, class_name)
-        return cast(VoiceActivityDetector, factory(**options))
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise  # our own module missing is a packaging bug, not a missing optional dependency
-        raise VADError(f"VAD provider {name!r} needs {exc.name!r}, which is not installed: {provider.install}") from exc
+    return cast(VoiceActivityDetector, build("VAD", name, PROVIDERS, VADError, **options))
