@@ -228,3 +228,33 @@ async def test_a_pause_inside_the_turn_does_not_split_it(voice_server: ServerPro
     assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Both noted."]
     answered = llm.requests[before:][-1].last_user_message or ""
     assert "museum" in answered.lower() and "ticket" in answered.lower()
+
+
+async def test_minutes_of_silence_noise_and_wrong_rate_claims_are_survived(
+    voice_server: ServerProcess, llm: ScriptedLLM
+) -> None:
+    """Long silence, loud noise and audio whose claimed rate is wrong: no crash, no phantom turns
+    from silence, and the chat still answers afterwards."""
+    llm.script(Reply("I am listening.", when="listening"))
+    client = client_for(voice_server)
+    rng = np.random.default_rng(7)
+    async with client.empathic_voice.chat.connect() as socket:
+        metadata = await socket.recv()
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+        # Three minutes of silence, sent faster than real time in 100 ms chunks.
+        await stream(socket, linear16(silence(180)), chunk_bytes=RATE * 2 // 10, seconds_per_chunk=0.0)
+        # Two seconds of loud white noise.
+        noise = np.clip(rng.normal(0, 0.5, RATE * 2), -1, 1).astype(np.float32)
+        await stream(socket, linear16(noise), chunk_bytes=RATE * 2 // 10, seconds_per_chunk=0.0)
+        # Speech at 16 kHz while the settings claim 8 kHz stereo.
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": 8000, "channels": 2}))
+        await stream(socket, linear16(speak("hello there")), chunk_bytes=3200, seconds_per_chunk=0.0)
+        await socket.send_publish(UserInput(text="Are you listening?"))
+        messages: list[Any] = []
+        async with asyncio.timeout(60):  # the distorted speech may get its own answer first
+            while "I am listening." not in [m.message.content for m in of_type(messages, "assistant_message")]:
+                messages += await recv_until(socket, "assistant_end", limit_s=60)
+    assert not of_type(messages, "error"), of_type(messages, "error")
+    await wait_chat_ended(client, metadata.chat_id)
+    events = await client.empathic_voice.chats.list_chat_events(id=metadata.chat_id, page_size=100)
+    assert [e.type for e in events.items or []].count("CHAT_END_MESSAGE") == 1
