@@ -638,11 +638,18 @@ class ChatSession:
         """Stop the current turn at once (what was already sent stays recorded as said)."""
         task, turn = self._turn, self._turn_obj
         self._turn = self._turn_obj = None
-        if task is None or task.done() or task is asyncio.current_task():
+        self._held = None  # a speculative answer dies with its turn
+        # Audio already sent may still be playing on the client: stopping it is an interruption too.
+        was_playing = self.playback.playing
+        self.playback.stop()
+        if task is None or task is asyncio.current_task():
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif not was_playing:
+            return
         if record_interruption and turn is not None and turn.started_speaking:
             self.emit(msg.user_interruption(time_ms=self.elapsed_ms()))
             self.record("USER", "USER_INTERRUPTION")
