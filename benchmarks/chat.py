@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from hume import AsyncHumeClient
 from hume.empathic_voice import UserInput
 
+from benchmarks.stack import bench_server
 from tests.server import ServerProcess
-from tests.support.scripted_llm import Reply, ScriptedLLM
 
 REPLY = "Sure. The museum opens at nine in the morning, and tickets cost twelve euros. Enjoy your visit!"
 
@@ -91,24 +89,9 @@ def main() -> None:
     parser.add_argument("--model", choices=["scripted", "local"], default="scripted")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x]
-    llm = ScriptedLLM(default=Reply(REPLY, chunk_words=2, delay=0.02)).start()
-    env = {"OPENEVI_AUDIO_LEAD_MS": "600000", "OPENEVI_LOG_LEVEL": "warning"}
-    if args.model == "scripted":
-        env |= {
-            "OPENEVI_LLM_PROVIDER": "OPEN_AI",
-            "OPENEVI_LLM_MODEL": "scripted",
-            "OPENEVI_OPENAI_BASE_URL": llm.base_url,
-            "OPENEVI_OPENAI_API_KEY": "x",
-        }
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(data_dir=Path(tmp), extra_env=env)
-        server.start(timeout=180)
-        try:
-            print(f"model: {args.model}; scripted reply streams 2 words every 20 ms")
-            asyncio.run(run(server, args.turns, levels))
-        finally:
-            server.stop()
-            llm.stop()
+    with bench_server(args.model, REPLY) as server:
+        print(f"model: {args.model}; scripted reply streams 2 words every 20 ms")
+        asyncio.run(run(server, args.turns, levels))
 
 
 if __name__ == "__main__":

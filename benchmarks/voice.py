@@ -20,7 +20,6 @@ import base64
 import json
 import re
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +27,9 @@ import numpy as np
 from hume import AsyncHumeClient
 from hume.empathic_voice import AudioInput, SessionSettings
 
+from benchmarks.stack import bench_server
 from tests.integration.test_voice import RATE, linear16, speak
 from tests.server import ServerProcess
-from tests.support.scripted_llm import Reply, ScriptedLLM
 
 SENTENCES = [
     "What time does the museum open tomorrow",
@@ -165,24 +164,9 @@ def main() -> None:
     parser.add_argument("--silence-ms", type=int, default=500)
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x]
-    llm = ScriptedLLM(default=Reply("Sure. Here is a short answer for you.", chunk_words=2, delay=0.02)).start()
-    env = {"OPENEVI_AUDIO_LEAD_MS": "600000", "OPENEVI_LOG_LEVEL": "info"}
-    if args.model == "scripted":
-        env |= {
-            "OPENEVI_LLM_PROVIDER": "OPEN_AI",
-            "OPENEVI_LLM_MODEL": "scripted",
-            "OPENEVI_OPENAI_BASE_URL": llm.base_url,
-            "OPENEVI_OPENAI_API_KEY": "x",
-        }
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(data_dir=Path(tmp), extra_env=env)
-        server.start(timeout=300)
-        try:
-            print(f"model: {args.model}")
-            asyncio.run(run(server, args.turns, levels, args.silence_ms))
-        finally:
-            server.stop()
-            llm.stop()
+    with bench_server(args.model, "Sure. Here is a short answer for you.", log_level="info") as server:
+        print(f"model: {args.model}")
+        asyncio.run(run(server, args.turns, levels, args.silence_ms))
 
 
 if __name__ == "__main__":
