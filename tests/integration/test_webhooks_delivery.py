@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -236,9 +235,8 @@ async def test_retries_with_growing_delays_then_delivers(hook_server: ServerProc
     assert [r.status for r in got] == [500, 500, 500, 200]
     assert len({r.body for r in got}) == 1
     assert {r.headers["x-openevi-delivery-id"] for r in got} == {ids[0]}
-    # Backoff 0.3 s, 0.6 s, 1.2 s (±20%): the third wait is clearly longer than the first.
-    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
-    assert gaps[2] > gaps[0], gaps
+    # The growth of the delays is checked on backoff_s itself (tests/unit/test_webhook_outbox.py):
+    # measured wall-clock gaps depend on machine load and made this flaky.
     assert row.attempts == 4 and row.last_status_code == 200 and row.last_error is None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -126,11 +125,10 @@ async def test_websocket_silence_times_out(scripted: ScriptedLLM) -> None:
     scripted.script(Hang(after="Hmm", once=True))
     model = CustomWebSocketLanguageModel(url=scripted.ws_url, read_timeout=0.3)
     seen: list[LLMEvent] = []
-    start = time.monotonic()
     with pytest.raises(LLMError) as info:
         async for event in model.stream(GenerationRequest(messages=[Message("user", "x")])):
             seen.append(event)
-    assert info.value.code == "llm_timeout" and _text(seen) == "Hmm" and time.monotonic() - start < 3
+    assert info.value.code == "llm_timeout" and _text(seen) == "Hmm"
     events = [e async for e in model.stream(GenerationRequest(messages=[Message("user", "x")]))]
     await model.aclose()
     assert _text(events) == "OK."

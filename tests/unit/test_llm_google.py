@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
@@ -132,10 +131,9 @@ async def test_http_error_message() -> None:
 async def test_hung_server_times_out() -> None:
     async with silent_server() as url:
         model = GoogleLLM(model="g", base_url=url, read_timeout=0.3)
-        start = time.monotonic()
         with pytest.raises(LLMError) as info:
             await _collect(model, GenerationRequest(messages=[Message("user", "x")]))
-    assert info.value.code == "llm_timeout" and time.monotonic() - start < 3
+    assert info.value.code == "llm_timeout"
 
 
 def test_schema_keeps_nested_items() -> None:

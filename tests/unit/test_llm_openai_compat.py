@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -120,24 +119,20 @@ async def test_stall_mid_stream_times_out(scripted: ScriptedLLM) -> None:
     scripted.script(Hang(after="Well"))
     model = OpenAICompatibleLLM(model="m", base_url=scripted.base_url, read_timeout=0.4)
     seen: list[LLMEvent] = []
-    start = time.monotonic()
     with pytest.raises(LLMError) as info:
         async for event in model.stream(_request("x")):
             seen.append(event)
     await model.aclose()
     assert info.value.code == "llm_timeout"
     assert _text(seen) == "Well"
-    assert time.monotonic() - start < 3
 
 
 async def test_hung_server_times_out() -> None:
     async with silent_server() as url:
         model = OpenAICompatibleLLM(model="m", base_url=url, read_timeout=0.3, connect_timeout=0.3)
-        start = time.monotonic()
         with pytest.raises(LLMError) as info:
             await _collect(model, _request("x"))
     assert info.value.code == "llm_timeout"
-    assert time.monotonic() - start < 3
 
 
 async def test_unreachable_server() -> None:
