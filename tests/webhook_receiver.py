@@ -8,11 +8,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+
+from tests.support import http_stub
+from tests.support.http_stub import QuietHandler
 
 SPEC_ENV = "OPENEVI_SPEC_PATH"
 _SPEC_CANDIDATES = (
@@ -65,7 +68,7 @@ class Receiver:
     def start(self) -> Receiver:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
@@ -80,20 +83,12 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._server = server
+        self._server = http_stub.serve(self.port, Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        http_stub.stop(self._server)
+        self._server = None
 
     def received(self, path: str | None = None) -> list[Received]:
         with self._lock:

@@ -351,12 +351,10 @@ class ChatSession:
                 await self._start_turn(speak=text)
             case p.SessionSettings():
                 await self._apply_settings(message)
-            case p.ToolResponse():
-                self._resolve_tool(message.tool_call_id, message.model_dump())
-                self.emit({k: v for k, v in message.model_dump().items() if k != "custom_session_id"})
-            case p.ToolError():
-                self._resolve_tool(message.tool_call_id, message.model_dump())
-                self.emit({k: v for k, v in message.model_dump().items() if k != "custom_session_id"})
+            case p.ToolResponse() | p.ToolError():
+                answer = message.model_dump(exclude={"custom_session_id"})
+                self._resolve_tool(message.tool_call_id, answer)
+                self.emit(dict(answer))  # echoed into the stream, as the SDK expects
             case p.PauseAssistant():
                 await self._pause()
             case p.ResumeAssistant():

@@ -7,10 +7,9 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -23,6 +22,8 @@ from openevi.webhooks.signing import account_signing_secret
 from tests.integration.chat_support import wait_chat_ended
 from tests.integration.support import account_of, store, unique
 from tests.server import ServerProcess, free_port
+from tests.support import http_stub
+from tests.support.http_stub import QuietHandler
 from tests.webhook_receiver import Received, Receiver
 
 WAIT_S = 30.0  # upper bound for slow machines, not an expectation
@@ -168,7 +169,7 @@ class FakeSearch:
     def start(self) -> FakeSearch:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 fake.queries.extend(parse_qs(urlparse(self.path).query).get("q", []))
                 body = fake.answer.encode()
@@ -178,17 +179,9 @@ class FakeSearch:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._server = server
+        self._server = http_stub.serve(self.port, Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        http_stub.stop(self._server)
+        self._server = None
