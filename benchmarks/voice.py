@@ -7,6 +7,7 @@ give the breakdown: end-of-turn wait, transcript ready, first model token, first
 
     .venv/bin/python -m benchmarks.voice --turns 20                 # scripted model
     .venv/bin/python -m benchmarks.voice --model local --turns 20   # the offline default model
+    .venv/bin/python -m benchmarks.voice --model local --local-model qwen2.5-coder-1.5b --asr-model whisper-tiny.en
     .venv/bin/python -m benchmarks.voice --concurrency 1,2,4 --turns 5
 
 Traffic goes only to the server this script starts on 127.0.0.1; every loop is bounded.
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import re
 import statistics
 import time
@@ -162,10 +164,14 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1")
     parser.add_argument("--model", choices=["scripted", "local"], default="scripted")
     parser.add_argument("--silence-ms", type=int, default=500)
+    parser.add_argument("--local-model", default=None, help="OPENEVI_LOCAL_LLM_MODEL for --model local")
+    parser.add_argument("--asr-model", default=None, help="OPENEVI_ASR_MODEL (whisper-base, whisper-tiny.en)")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x]
-    with bench_server(args.model, "Sure. Here is a short answer for you.", log_level="info") as server:
-        print(f"model: {args.model}")
+    choice = {"OPENEVI_LOCAL_LLM_MODEL": args.local_model, "OPENEVI_ASR_MODEL": args.asr_model}
+    env = {k: v for k, v in choice.items() if v}
+    with bench_server(args.model, "Sure. Here is a short answer for you.", log_level="info", extra_env=env) as server:
+        print(f"model: {args.model} {env}; load average {os.getloadavg()[0]:.1f}")
         asyncio.run(run(server, args.turns, levels, args.silence_ms))
 
 

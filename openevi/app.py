@@ -13,20 +13,24 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openevi import __version__
-from openevi.api import audio, chat_ws, chats, control, oauth
+from openevi.api import audio, chat_ws, chats, control, oauth, twilio
 from openevi.api.auth import Authenticator
 from openevi.api.errors import error_body, install_error_handlers
+from openevi.api.quotas import ChatAdmission
 from openevi.api.resources import configs_router, prompts_router, tools_router
+from openevi.api.revocation import RevocationWatcher
 from openevi.audio.worker import ReconstructionWorker
 from openevi.bootstrap import announce, ensure_default_key
 from openevi.bus.memory import MemoryBus
 from openevi.chat.recovery import close_orphans, instance_id_for
 from openevi.chat.runtime import ChatRuntime, warm_up
 from openevi.llm.registry import create_language_model
+from openevi.logging_setup import install_redaction
 from openevi.services.configs import ConfigRejected
 from openevi.settings import Settings
 from openevi.speech.asr.registry import create_asr
 from openevi.speech.prosody.registry import create_prosody
+from openevi.speech.prosody.registry import provider_options as prosody_options
 from openevi.speech.tts.registry import create_tts
 from openevi.speech.vad.registry import create_vad
 from openevi.store import accounts
@@ -122,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_redaction()  # no ?api_key= in the logs, however the server was started
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
@@ -149,11 +154,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             vad=_optional("vad", lambda: create_vad(settings.vad_provider)),
             asr=_optional(
                 "asr",
-                lambda: create_asr(settings.asr_provider, cache_dir=settings.data_dir / "models" / "whisper-base"),
+                lambda: create_asr(
+                    settings.asr_provider,
+                    model=settings.asr_model,
+                    cache_dir=settings.data_dir / "models" / "whisper-base",
+                ),
             ),
-            prosody=_optional("prosody", lambda: create_prosody(settings.prosody_provider)),
+            prosody=_optional(
+                "prosody",
+                lambda: create_prosody(
+                    settings.prosody_provider, **prosody_options(settings.prosody_provider, settings)
+                ),
+            ),
         )
         app.state.chat_runtime = runtime
+        app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions)
+        app.state.revocations = RevocationWatcher(
+            app.state.chat_admission, factory, interval_s=settings.revocation_check_interval_s
+        )
+        app.state.revocations.start()
         async with factory() as s, s.begin():
             app.state.audio_url_secret = await accounts.server_secret(s, "audio_urls")
         app.state.reconstructions = ReconstructionWorker(factory, settings.data_dir / "recordings")
@@ -165,7 +184,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             warm.cancel()
+            await app.state.revocations.stop()
             await runtime.shutdown()
+            await runtime.close_providers()
             await app.state.reconstructions.stop()
             await app.state.webhooks.stop()
             await app.state.bus.close()
@@ -188,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         control.router,
         oauth.router,
         chat_ws.router,
+        twilio.router,
         audio.router,
         web_router,
     ):

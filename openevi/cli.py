@@ -1,16 +1,18 @@
-"""The `openevi` command: serve, keys, migrate."""
+"""The `openevi` command: serve, keys, migrate, import, export."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from openevi.logging_setup import configure_logging, uvicorn_log_config
+from openevi.services import transfer
 from openevi.settings import Settings
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory, transaction
@@ -43,17 +45,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openevi.app import create_app
+    from openevi.serving import http_protocol
 
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    configure_logging(settings.log_level)  # redacts ?api_key= and the like from every log line
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(),
         ws_max_size=16 * 1024 * 1024,
+        http=http_protocol(settings.http_header_timeout_s),
     )
     return 0
 
@@ -111,6 +114,54 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return _with_store(_settings(args), work)
 
 
+def _read_json(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        parsed = transfer.parse_documents((path, _read_json(path)) for path in args.files)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"cannot read the import: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+
+    async def work(factory: Any) -> int:
+        try:
+            async with transaction(factory) as s:
+                account_id = await transfer.account_for(s, args.api_key)
+                report = await transfer.import_items(
+                    s, parsed, account_id=account_id, allow_http_webhooks=settings.allow_http_webhooks
+                )
+        except transfer.UnknownKeyError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print("\n".join(report.lines()))
+        return 0 if report.clean else 1
+
+    return _with_store(settings, work)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    async def work(factory: Any) -> int:
+        try:
+            async with transaction(factory) as s:
+                account_id = await transfer.account_for(s, args.api_key)
+                pages = await transfer.export_pages(s, account_id=account_id)
+        except transfer.UnknownKeyError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        text = json.dumps(pages, indent=2, ensure_ascii=False) + "\n"
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            args.out.write_text(text, encoding="utf-8")
+        return 0
+
+    return _with_store(_settings(args), work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openevi", description="Self-hosted EVI-compatible voice AI server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key")
     store_flags(revoke)
     revoke.set_defaults(func=cmd_keys_revoke)
+    imp = sub.add_parser(
+        "import", help="recreate prompts, tools and configs saved from the REST API, keeping their ids"
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE", help="JSON: list pages, single objects or lists (- for stdin)")
+    imp.add_argument("--api-key", help="import into this key's account (default: the default account)")
+    store_flags(imp)
+    imp.set_defaults(func=cmd_import)
+    exp = sub.add_parser("export", help="write every version of an account's prompts, tools and configs")
+    exp.add_argument("--api-key", help="export this key's account (default: the default account)")
+    exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    store_flags(exp)
+    exp.set_defaults(func=cmd_export)
     add_webhooks_parser(sub, store_flags)
     return parser
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     google_base_url: str = "https://generativelanguage.googleapis.com"
     google_api_key: str | None = None
     web_search_url: str | None = None
+    # Tenant URLs (custom language models, webhooks) may not reach loopback/private/link-local/...
+    # addresses; these comma-separated hosts and CIDRs are exempt (openevi/net/outbound.py).
+    outbound_allow: str = Field(default="", description="Hosts and CIDRs tenant URLs may reach anyway.")
     # Language models (openevi/llm): `llm_model` names the model of `llm_provider` (configs without
     # one); keys of the OpenAI-compatible hosted APIs; timeouts bound connecting and each silence.
     llm_model: str | None = None
@@ -48,7 +51,9 @@ class Settings(BaseSettings):
     sambanova_api_key: str | None = None
     xai_api_key: str | None = None
     perplexity_api_key: str | None = None
-    local_llm_model_path: Path | None = Field(default=None, description="A GGUF file; default: the shipped model.")
+    # The offline model: qwen2.5-coder-0.5b (shipped) | qwen2.5-coder-1.5b (extra models-1.5b) | a .gguf path.
+    local_llm_model: str = "qwen2.5-coder-0.5b"
+    local_llm_model_path: Path | None = Field(default=None, description="A GGUF file; overrides local_llm_model.")
     local_llm_threads: int = Field(default=2, ge=1)
     local_llm_context: int = Field(default=2048, ge=256)
     clm_max_history_messages: int = Field(default=50, ge=1)
@@ -57,7 +62,14 @@ class Settings(BaseSettings):
     # Speech input (openevi/speech/vad, openevi/speech/asr); the Whisper model is assembled under data_dir/models.
     vad_provider: str = "silero"
     asr_provider: str = "whisper"
+    # Whisper model: whisper-base (shipped) | whisper-tiny.en (extra models-whisper-tiny) | a CTranslate2 dir.
+    asr_model: str = "whisper-base"
     prosody_provider: str = "acoustic"  # emotion scores of user speech (openevi/speech/prosody/registry.py)
+    # Prosody provider "onnx": a trained speech-emotion model you bring, its JSON label map (default:
+    # the model path with .labels.json) and its input: waveform | waveform_normalized | features.
+    prosody_onnx_model: Path | None = None
+    prosody_onnx_labels: Path | None = None
+    prosody_onnx_input: str = "waveform"
     # Live chats (openevi/chat).
     chat_max_message_bytes: int = 8 * 1024 * 1024
     tool_response_timeout_s: float = Field(default=120.0, gt=0)
@@ -66,7 +78,32 @@ class Settings(BaseSettings):
     # audio_output is paced to stay at most this far ahead of real-time playback, so that a barge-in
     # stops the assistant within this bound and history records only what was (about to be) heard.
     audio_lead_ms: int = Field(default=1500, ge=0)
+    backchannel_tolerance: bool = Field(
+        default=False, description="Short 'mm-hmm'/'yeah' turns while the assistant talks do not stop it."
+    )
     instance_id: str | None = Field(default=None, description="Name of this instance (default: random).")
+    # Phone calls (openevi/api/twilio.py, docs/phone.md): with the Twilio account's auth token set,
+    # voice-webhook requests must carry a valid X-Twilio-Signature.
+    twilio_auth_token: str | None = Field(default=None, description="Twilio auth token: checks X-Twilio-Signature.")
+
+    # Limits and quotas (openevi/chat/limits.py, openevi/api/quotas.py; docs/security.md). Sizes are
+    # UTF-8 bytes; a quota of 0 means unlimited.
+    chat_max_system_prompt_bytes: int = Field(default=131_072, ge=0)
+    chat_max_context_bytes: int = Field(default=65_536, ge=0)
+    chat_max_variables: int = Field(default=100, ge=0)
+    chat_max_variables_bytes: int = Field(default=65_536, ge=0)
+    chat_max_tools: int = Field(default=64, ge=0)
+    chat_max_tools_bytes: int = Field(default=262_144, ge=0)
+    chat_max_text_bytes: int = Field(default=65_536, ge=0)
+    chat_max_stored_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    account_max_concurrent_chats: int = Field(default=5, ge=0)
+    account_max_chats_per_minute: int = Field(default=60, ge=0)
+    account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # Open files kept free for the server itself: a chat that would eat into them is refused (503).
+    fd_reserve: int = Field(default=64, ge=0)
+    revocation_check_interval_s: float = Field(default=2.0, gt=0)
+    # A client must finish sending a request's headers within this time (slow-header clients).
+    http_header_timeout_s: float = Field(default=15.0, gt=0)
 
     # Webhook delivery (openevi/webhooks): attempts per delivery, idle poll, per-request timeout, backoff.
     webhook_max_attempts: int = Field(default=8, ge=1)
@@ -81,7 +118,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'openevi.db').resolve()}"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url.startswith("sqlite")

@@ -64,6 +64,8 @@ class ServerProcess:
     database_url: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # Limit of open files for the server process (None: inherited), to test running out of them.
+    max_open_files: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +83,13 @@ class ServerProcess:
             OPENEVI_SECRET_KEY=self.secret_key,
             OPENEVI_DATA_DIR=str(self.data_dir),
             OPENEVI_LOG_LEVEL="warning",
+            # The suites open many chats per account, at once and in quick succession; the quota
+            # tests (tests/integration/test_limits.py) set their own limits.
+            OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS="10000",
+            OPENEVI_ACCOUNT_MAX_CHATS_PER_MINUTE="0",
+            # Test stubs (language models, webhook receivers) listen on loopback, which tenant URLs may
+            # not reach by default; tests of the refusal override this in extra_env.
+            OPENEVI_OUTBOUND_ALLOW="127.0.0.1/32,::1/128",
         )
         if self.database_url:
             env["OPENEVI_DATABASE_URL"] = self.database_url
@@ -95,6 +104,7 @@ class ServerProcess:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._limit_open_files if self.max_open_files is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -108,6 +118,12 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"openevi did not start in {timeout}s:\n{self.log_path.read_text()}")
+
+    def _limit_open_files(self) -> None:
+        import resource
+
+        assert self.max_open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def stop(self) -> None:
         if self.proc is None:

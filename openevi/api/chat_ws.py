@@ -18,15 +18,12 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError, error_body
+from openevi.api.quotas import ChatAdmission
+from openevi.chat import lifecycle
 from openevi.chat import messages as msg
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import USER_ENDED, ChatSession
 from openevi.schemas.protocol import SessionSettings
-from openevi.services.configs import load_config
-from openevi.store import chats
-from openevi.store.db import transaction
-from openevi.store.errors import NotFoundError
-from openevi.webhooks import outbox
 
 log = logging.getLogger("openevi.api.chat_ws")
 router = APIRouter()
@@ -61,6 +58,15 @@ def nested_query(params: list[tuple[str, str]], root: str) -> dict[str, Any]:
     return out
 
 
+def connect_settings(params: list[tuple[str, str]]) -> dict[str, Any]:
+    """The connect-time session settings: `session_settings[...]`, plus a top-level `event_limit`."""
+    settings = nested_query(params, "session_settings")
+    event_limit = dict(params).get("event_limit")
+    if event_limit not in (None, "", "None") and "event_limit" not in settings:
+        settings["event_limit"] = event_limit
+    return settings
+
+
 async def _authenticate(websocket: WebSocket) -> Principal:
     authenticator: Authenticator = websocket.app.state.authenticator
     q = websocket.query_params
@@ -75,7 +81,7 @@ async def _authenticate(websocket: WebSocket) -> Principal:
         raise Refused(exc.status, exc.code, exc.message) from exc
 
 
-async def _refuse(websocket: WebSocket, refused: Refused) -> None:
+async def _refuse(websocket: WebSocket, refused: Refused | ApiError) -> None:
     response = JSONResponse(error_body(refused.status, refused.code, refused.message), status_code=refused.status)
     try:
         await websocket.send_denial_response(response)
@@ -91,7 +97,6 @@ async def _open_chat(
     websocket: WebSocket, runtime: ChatRuntime, principal: Principal
 ) -> tuple[ChatSession, bool, dict[str, Any] | None]:
     q = websocket.query_params
-    config: dict[str, Any] | None = None
     config_id = q.get("config_id")
     version: int | None = None
     if q.get("config_version") not in (None, "", "None"):
@@ -99,7 +104,7 @@ async def _open_chat(
             version = int(q["config_version"])
         except ValueError as exc:
             raise Refused(400, "invalid_config_version", "config_version must be an integer") from exc
-    settings_query = nested_query(list(q.multi_items()), "session_settings")
+    settings_query = connect_settings(list(q.multi_items()))
     if settings_query:
         try:
             SessionSettings.model_validate({**settings_query, "type": "session_settings"})
@@ -107,54 +112,22 @@ async def _open_chat(
             raise Refused(
                 400, "invalid_session_settings", f"Invalid session_settings: {exc.errors()[0]['msg']}"
             ) from exc
-    resumed_group = q.get("resumed_chat_group_id") or None
-    async with transaction(runtime.db) as s:
-        if config_id:
-            try:
-                config = await load_config(s, account_id=principal.account_id, config_id=config_id, version=version)
-            except NotFoundError as exc:
-                raise Refused(404, "config_not_found", str(exc)) from exc
-        try:
-            chat, group, resumed = await chats.start_chat(
-                s,
+    try:
+        opened = await lifecycle.open_chat(
+            runtime,
+            lifecycle.ChatRequest(
                 account_id=principal.account_id,
-                config_id=config["id"] if config else None,
-                config_version=config["version"] if config else None,
-                resumed_chat_group_id=resumed_group,
-                instance_id=runtime.instance_id,
-            )
-        except NotFoundError as exc:
-            raise Refused(404, "chat_group_not_found", str(exc)) from exc
-        await chats.append_event(
-            s, chat_id=chat.id, role="SYSTEM", type="CHAT_START_MESSAGE", timestamp=chat.start_timestamp
-        )
-        queued = await outbox.enqueue(
-            s,
-            account_id=principal.account_id,
-            chat_id=chat.id,
-            webhooks=(config or {}).get("webhooks", []),
-            event_name="chat_started",
-            payload=outbox.chat_started_payload(
-                chat_group_id=group.id,
-                chat_id=chat.id,
-                config_id=chat.config_id,
-                start_time_ms=chat.start_timestamp,
-                chat_start_type="resumed_chat_group" if resumed else "new_chat_group",
+                config_id=config_id or None,
+                config_version=version,
+                resumed_chat_group_id=q.get("resumed_chat_group_id") or None,
                 custom_session_id=settings_query.get("custom_session_id"),
+                allow_connection=_flag(q.get("allow_connection")),
+                verbose_transcription=_flag(q.get("verbose_transcription")),
             ),
         )
-    if queued:
-        runtime.notify_webhooks()
-    session = ChatSession(
-        runtime,
-        account_id=principal.account_id,
-        config=config,
-        chat_id=chat.id,
-        chat_group_id=group.id,
-        started_ms=chat.start_timestamp,
-        allow_connection=_flag(q.get("allow_connection")),
-        verbose_transcription=_flag(q.get("verbose_transcription")),
-    )
+    except lifecycle.ChatRefused as exc:
+        raise Refused(exc.status, exc.code, exc.message) from exc
+    session, resumed = opened.session, opened.resumed
     return session, resumed, settings_query or None
 
 
@@ -167,27 +140,26 @@ async def _pump(
         while (message := await outbound.get()) is not None:
             await websocket.send_text(json.dumps(message, separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
-            await websocket.close(code=1000)
+            await websocket.close(code=session.close_code, reason=session.close_reason)
 
     async def reader() -> None:
         while True:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 return
-            raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes")
+            text, binary = frame.get("text"), frame.get("bytes")
+            if text is None and binary is not None:
+                # Binary frames are audio (the SDKs' microphone paths and voice-react send them so).
+                if observer:
+                    _refuse_observer_audio(session, outbound)
+                else:
+                    await session.handle_binary_audio(binary)
+                continue
+            raw = text
             if raw is None:
                 continue
             if observer and _is_audio(raw):
-                # Only the observer that sent it is told; the chat's own socket did nothing wrong.
-                error = msg.error(
-                    code="E0103",
-                    slug="audio_not_allowed",
-                    message="Control-plane sockets cannot send audio_input",
-                    request_id=session.request_id,
-                )
-                if session.custom_session_id is not None:
-                    error["custom_session_id"] = session.custom_session_id
-                outbound.put_nowait(error)
+                _refuse_observer_audio(session, outbound)
                 continue
             await session.handle_raw(raw)
 
@@ -203,20 +175,37 @@ async def _pump(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """Only the observer that sent audio is told; the chat's own socket did nothing wrong."""
+    error = msg.error(
+        code="E0103",
+        slug="audio_not_allowed",
+        message="Control-plane sockets cannot send audio",
+        request_id=session.request_id,
+    )
+    if session.custom_session_id is not None:
+        error["custom_session_id"] = session.custom_session_id
+    outbound.put_nowait(error)
+
+
 def _is_audio(raw: str | bytes) -> bool:
     try:
         return bool(json.loads(raw).get("type") == "audio_input")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
 
 
 @router.websocket("/v0/evi/chat")
+@router.websocket("/v0/assistant/chat")  # the legacy path Hume's raw-API and CLM examples still use
 async def chat_socket(websocket: WebSocket) -> None:
     runtime: ChatRuntime = websocket.app.state.chat_runtime
     try:
         principal = await _authenticate(websocket)
-        session, resumed, session_settings = await _open_chat(websocket, runtime, principal)
-    except Refused as refused:
+        admission: ChatAdmission = websocket.app.state.chat_admission
+        async with admission.admit(principal) as admitted:
+            session, resumed, session_settings = await _open_chat(websocket, runtime, principal)
+            admitted(session)
+    except (Refused, ApiError) as refused:
         await _refuse(websocket, refused)
         return
     await websocket.accept()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,11 +13,11 @@ from openevi.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return cast(Settings, request.app.state.settings)
 
 
 def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
-    return request.app.state.db  # type: ignore[no-any-return]
+    return cast(async_sessionmaker[AsyncSession], request.app.state.db)
 
 
 async def get_principal(

@@ -46,26 +46,6 @@ class NotFound(ApiError):
     code = "not_found"
 
 
-class Conflict(ApiError):
-    """A name already used by another resource of the account (400, as hosted EVI answered)."""
-
-    status = 400
-    code = "name_conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class BodyInvalid(Exception):
-    """A semantic body check that failed after parsing; rendered as a 422 like pydantic's."""
-
-    def __init__(self, loc: Sequence[str | int], msg: str, type_: str = "value_error") -> None:
-        super().__init__(msg)
-        self.errors = [{"loc": ["body", *loc], "msg": msg, "type": type_}]
-
-
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": _REASONS.get(status, "Error"), "message": message, "code": code}
 
@@ -110,10 +90,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
-
-    @app.exception_handler(BodyInvalid)
-    async def _body_invalid(_: Request, exc: BodyInvalid) -> JSONResponse:
-        return JSONResponse({"detail": exc.errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -89,10 +89,10 @@ def versioned_router(res: VersionedResource) -> APIRouter:
     @router.post("/{id}", status_code=201, operation_id=f"create-{kind}-version")
     async def create_version(
         id: str,
-        body: VersionBody,
+        body: VersionBody,  # type: ignore[valid-type]
         caller: Caller,
         db: Db,
-        settings: SettingsDep,  # type: ignore[valid-type]
+        settings: SettingsDep,
     ) -> dict[str, Any]:
         async with transaction(db) as s:
             return await res.create_version(s, caller, id, body, settings)

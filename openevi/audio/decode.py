@@ -9,6 +9,7 @@ simply continue the stream. Resampling is soxr's streaming resampler.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 import av
 import numpy as np
-import soxr  # type: ignore[import-untyped]
+import soxr
 
 __all__ = ["AudioDecoder", "DecodeError", "Format", "detect_format"]
 
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _DETECT_BYTES = 12  # enough for "RIFF....WAVE" and "....ftyp"
-_PUSH_WAIT_S = 5.0  # bound on how long push() waits for the demuxer to catch up
+_PUSH_WAIT_S = 5.0  # bound on how long a push waits for the demuxer to catch up
 _JOIN_WAIT_S = 10.0
 _MAX_CONTAINER_BACKLOG = 64 * 1024 * 1024  # refuse to buffer more undecoded bytes than this
 
@@ -318,6 +319,8 @@ class _BlockingBuffer:
         self._closed = False
         self._keep = seekable
         self.starved = False  # the reader is waiting and every fed byte has been read
+        # Called (from the demuxer thread, under the lock) when it goes idle: wakes an async waiter.
+        self.on_idle: Callable[[], None] | None = None
 
     def seekable(self) -> bool:
         return self._keep  # PyAV asks this before using seek/tell
@@ -338,8 +341,7 @@ class _BlockingBuffer:
     def read(self, size: int = -1) -> bytes:
         with self._cond:
             while self._pos - self._offset >= len(self._data) and not self._closed:
-                self.starved = True
-                self._cond.notify_all()
+                self._idle()
                 self._cond.wait()
             start = self._pos - self._offset
             end = len(self._data) if size < 0 else min(len(self._data), start + size)
@@ -349,9 +351,14 @@ class _BlockingBuffer:
                 del self._data[:end]
                 self._offset += end
             if not chunk:
-                self.starved = True
-                self._cond.notify_all()
+                self._idle()
             return chunk
+
+    def _idle(self) -> None:
+        self.starved = True
+        self._cond.notify_all()
+        if self.on_idle is not None:
+            self.on_idle()
 
     def seek(self, offset: int, whence: int = 0) -> int:
         with self._cond:
@@ -359,8 +366,7 @@ class _BlockingBuffer:
                 offset += self._pos
             elif whence == 2:
                 while not self._closed:  # the end is only known once the stream is over
-                    self.starved = True
-                    self._cond.notify_all()
+                    self._idle()
                     self._cond.wait()
                 offset += self._offset + len(self._data)
             self._pos = max(0, offset)
@@ -391,7 +397,12 @@ def _mp4_index_first(head: bytes) -> bool | None:
 
 
 class _ContainerDecoder:
-    """One demux/decode thread per stream, fed through a blocking buffer."""
+    """One demux/decode thread per stream, fed through a blocking buffer.
+
+    `push` never waits: it returns what is decoded so far. `settle` awaits (without blocking the
+    event loop) until the demuxer has read everything fed, so the async path gets all the audio a
+    chunk completes at once; the sync path gets it on a later push.
+    """
 
     def __init__(self, fmt: Format, resampler: _Resampler, *, seekable: bool = False) -> None:
         self._fmt = fmt
@@ -405,11 +416,42 @@ class _ContainerDecoder:
 
     def push(self, data: bytes) -> np.ndarray:
         self._buffer.feed(data)
-        # Wait until the demuxer has read everything fed so far (or died), so push returns all
-        # the audio these bytes complete; decoding 100 ms of opus takes well under a millisecond.
-        with self._buffer.condition:
-            self._buffer.condition.wait_for(lambda: self._buffer.starved or self._done, _PUSH_WAIT_S)
         return self._take()
+
+    def wait_idle(self, timeout: float) -> np.ndarray:
+        """Block until the demuxer has read everything fed (for callers off the event loop)."""
+        with self._buffer.condition:
+            self._buffer.condition.wait_for(lambda: self._buffer.starved or self._done, timeout)
+        return self._take()
+
+    async def settle(self, wait_s: float) -> np.ndarray:
+        """Await the demuxer reading everything fed so far (or dying); then what it decoded."""
+        loop = asyncio.get_running_loop()
+        idle = asyncio.Event()
+        with self._buffer.condition:
+            if not (self._buffer.starved or self._done):
+
+                def wake() -> None:
+                    loop.call_soon_threadsafe(idle.set)
+
+                self._buffer.on_idle = wake
+            else:
+                idle.set()
+        try:
+            async with asyncio.timeout(wait_s):
+                await idle.wait()
+        except TimeoutError:
+            pass  # a slow demuxer: its audio comes with a later chunk
+        finally:
+            with self._buffer.condition:
+                self._buffer.on_idle = None
+        return self._take()
+
+    async def aclose(self) -> None:
+        """End the stream and wait (off the event loop) for the demuxer thread to exit."""
+        self._buffer.close()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, _JOIN_WAIT_S)
 
     def flush(self) -> np.ndarray:
         self._buffer.close()
@@ -453,6 +495,8 @@ class _ContainerDecoder:
             with self._buffer.condition:
                 self._done = True
                 self._buffer.condition.notify_all()
+                if self._buffer.on_idle is not None:
+                    self._buffer.on_idle()
 
 
 def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
@@ -487,7 +531,20 @@ class AudioDecoder:
         return self._failed is not None
 
     def push(self, data: bytes) -> np.ndarray:
-        """Decode one chunk; returns the audio it completes (possibly empty)."""
+        """Decode one chunk; returns the audio it completes (possibly empty).
+
+        Blocks until a container demuxer has caught up: off the event loop only (see push_async)."""
+        out = self._push(data)
+        if self._container is None:
+            return out
+        try:
+            more = self._container.wait_idle(_PUSH_WAIT_S)
+        except DecodeError as exc:
+            self._fail(exc)
+            raise
+        return _concat([out, more])
+
+    def _push(self, data: bytes) -> np.ndarray:
         self._check()
         try:
             if self._impl is None:
@@ -505,6 +562,23 @@ class AudioDecoder:
         except DecodeError as exc:
             self._fail(exc)
             raise
+
+    async def push_async(self, data: bytes) -> np.ndarray:
+        """`push` for the event loop: container audio is awaited, never waited for on a lock."""
+        out = self._push(data)
+        if self._container is None:
+            return out
+        try:
+            more = await self._container.settle(_PUSH_WAIT_S)
+        except DecodeError as exc:
+            self._fail(exc)
+            raise
+        return _concat([out, more])
+
+    async def aclose(self) -> None:
+        """Stop the demuxer thread, if any, and wait for it off the event loop."""
+        if self._container is not None:
+            await self._container.aclose()
 
     def flush(self) -> np.ndarray:
         """End of the stream: returns the audio still held back (decoder and resampler tails)."""

@@ -21,33 +21,58 @@ ASSISTANT_TRACK = "assistant.wav"
 
 
 class _Track:
+    """One WAV file, opened on the first audio: a text-only chat holds no file open."""
+
     def __init__(self, path: Path, rate: int) -> None:
+        self.path = path
         self.rate = rate
         self.samples = 0
-        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - kept open for the chat's life
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(rate)
+        self._wav: wave.Wave_write | None = None
+        self._failed = False
+
+    def _open(self) -> wave.Wave_write | None:
+        if self._wav is None and not self._failed:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                wav = wave.open(str(self.path), "wb")  # noqa: SIM115 - kept open for the chat's life
+            except OSError as exc:
+                # Out of file handles or disk: the chat goes on, only its recording is lost.
+                self._failed = True
+                log.error("cannot record %s: %s", self.path, exc)
+                return None
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(self.rate)
+            self._wav = wav
+        return self._wav
 
     def write_at(self, pcm16: bytes, at_ms: int) -> None:
         """Append at `at_ms` (silence fills any gap; overlapping audio is appended after)."""
+        wav = self._open()
+        if wav is None:
+            return
         target = at_ms * self.rate // 1000
         if target > self.samples:
             gap = target - self.samples
-            self._wav.writeframesraw(b"\x00\x00" * gap)
+            wav.writeframesraw(b"\x00\x00" * gap)
             self.samples += gap
-        self._wav.writeframesraw(pcm16)
+        wav.writeframesraw(pcm16)
         self.samples += len(pcm16) // 2
 
+    @property
+    def is_open(self) -> bool:
+        return self._wav is not None
+
     def close(self) -> None:
-        self._wav.close()
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
 
 
 class ChatRecorder:
     """Writes a chat's two tracks under `recordings/<chat_id>/` as the chat goes."""
 
     def __init__(self, directory: Path, *, user_rate: int = 16000, assistant_rate: int = 24000) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._user = _Track(directory / USER_TRACK, user_rate)
         self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate)
@@ -72,4 +97,13 @@ class ChatRecorder:
         self._user.close()
         self._assistant.close()
         meta = {"user_rate": self._user.rate, "assistant_rate": self._assistant.rate}
-        (self.directory / "meta.json").write_text(json.dumps(meta))
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / "meta.json").write_text(json.dumps(meta))
+        except OSError as exc:
+            log.error("cannot finish the recording in %s: %s", self.directory, exc)
+
+    @property
+    def open_files(self) -> int:
+        """Files this recorder holds open now (0 until audio flows)."""
+        return int(self._user.is_open) + int(self._assistant.is_open)

@@ -7,12 +7,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from openevi.chat.expressions import expression_suffix, snake_name
+from openevi.chat.messages import wire_scores
 from openevi.llm.base import Message, ToolCall
 from openevi.store.models import ChatEvent
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a warm, helpful voice assistant. Your words are spoken aloud, so answer in one to three "
-    "short, natural sentences, without lists, markdown or emoji."
+    "You are a warm, kind voice assistant talking with someone. Your words are spoken aloud, so answer in "
+    "one to three short, natural sentences, without lists, markdown or emoji. When the user shares a "
+    "feeling or a problem, first say you understand how they feel, then offer one gentle, practical idea "
+    "or ask what would help. Answer questions directly and truthfully; if you don't know, say so. Kindly "
+    "refuse anything dangerous, illegal or hurtful in one sentence. Words in curly braces after the "
+    "user's words describe their tone of voice: let them guide how you respond, but never repeat them."
 )
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
@@ -32,10 +38,6 @@ def fill_variables(prompt: str, variables: dict[str, Any]) -> str:
         return str(found)
 
     return _VARIABLE.sub(value, prompt)
-
-
-def top_emotions(scores: dict[str, float], count: int = 3) -> list[tuple[str, float]]:
-    return sorted(scores.items(), key=lambda item: item[1], reverse=True)[:count]
 
 
 @dataclass
@@ -64,15 +66,18 @@ class Conversation:
             self.persistent_context = text
 
     def user_message(self, text: str, *, emotions: dict[str, float] | None = None) -> Message:
-        """The user turn as the model will see it: words, tone of voice, injected context."""
-        parts = [text]
-        if emotions:
-            tone = ", ".join(f"{name} ({score:.2f})" for name, score in top_emotions(emotions))
-            parts.append(f"[The user's tone of voice: {tone}]")
+        """The user turn as the model will see it: words, tone of voice, injected context.
+
+        The tone is EVI's suffix, `"words {very sad, somewhat anxious, slightly tired}"`, so prompts
+        and custom language models written for Hume read it (and strip it) the same way; the scores
+        themselves ride along on the message for custom language models' `models.prosody.scores`.
+        """
+        parts = [f"{text} {expression_suffix(emotions)}" if emotions else text]
         for extra in (self.persistent_context, self.temporary_context):
             if extra:
                 parts.append(f"{{Context: {extra}}}")
-        return Message(role="user", content="\n\n".join(parts))
+        scores = wire_scores({snake_name(k): v for k, v in emotions.items()}) if emotions else None
+        return Message(role="user", content="\n\n".join(parts), emotions=scores)
 
     def add_user(self, text: str, *, emotions: dict[str, float] | None = None) -> None:
         """Add a user turn (a temporary context is used up by it)."""
@@ -114,13 +119,20 @@ class Conversation:
                 del self.history[0]
 
 
+CONTEXT_EVENT_TYPES = frozenset({"USER_MESSAGE", "AGENT_MESSAGE", "FUNCTION_CALL", "FUNCTION_CALL_RESPONSE"})
+"""The stored event types a resumed chat's context is rebuilt from (what `event_limit` counts)."""
+
+
 def rebuild_history(events: list[ChatEvent]) -> list[Message]:
     """A conversation history from stored chat events (for `resumed_chat_group_id`)."""
     convo = Conversation(max_history=10_000)
     calls: dict[str, ToolCall] = {}
     for event in events:
         if event.type == "USER_MESSAGE" and event.message_text:
-            convo.history.append(Message(role="user", content=event.message_text))
+            # Spoken turns come back with their stored scores: suffix and models.prosody for CLMs.
+            scores = parse_metadata(event.emotion_features)
+            emotions = {str(k): float(v) for k, v in scores.items()} if scores else None
+            convo.history.append(convo.user_message(event.message_text, emotions=emotions))
         elif event.type == "AGENT_MESSAGE" and event.message_text:
             convo.add_assistant(event.message_text)
         elif event.type == "FUNCTION_CALL" and (meta := parse_metadata(event.event_metadata)):

@@ -31,7 +31,6 @@ class EventLog:
         self._chat_id = chat_id
         self._queue: asyncio.Queue[Write | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.failures = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"eventlog-{self._chat_id}")
@@ -63,7 +62,6 @@ class EventLog:
                 except Exception:
                     # A database hiccup must not end the chat; retry, then record and move on.
                     if attempt == 2:
-                        self.failures += 1
                         log.exception("chat %s: could not store an event", self._chat_id)
                     else:
                         await asyncio.sleep(0.05 * (attempt + 1))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,20 @@ log = logging.getLogger("openevi.chat.listener")
 INTERIM_EVERY_MS = 1000
 
 
+# Words that acknowledge without taking the floor (OPENEVI_BACKCHANNEL_TOLERANCE).
+BACKCHANNEL_WORDS = frozenset(
+    {"mm", "mmm", "mhm", "hm", "hmm", "uh", "huh", "mm-hmm", "uh-huh", "yeah", "yep", "yes", "yup", "ok"}
+    | {"okay", "right", "sure", "i_see", "got_it", "aha", "ah", "oh"}
+)
+
+
+def is_backchannel(text: str) -> bool:
+    """Whether a short utterance only acknowledges ("mm-hmm", "yeah, right", "okay", "I see")."""
+    joined = re.sub(r"\bi see\b", "i_see", re.sub(r"\bgot it\b", "got_it", text.lower()))
+    words = [w.strip("-'") for w in re.split(r"[^a-z_'-]+", joined) if w.strip("-'")]
+    return 0 < len(words) <= 3 and all(w in BACKCHANNEL_WORDS for w in words)
+
+
 @dataclass(frozen=True)
 class HeardTurn:
     """A finished user turn."""
@@ -44,6 +59,8 @@ class HeardTurn:
     end_ms: int
     emotions: dict[str, float] | None
     language: str | None
+    interrupting: bool = False
+    """The user spoke long enough (min_interruption_ms) to take the floor during this turn."""
 
 
 @dataclass
@@ -100,25 +117,33 @@ class Listener:
         self._pending = np.zeros(0, dtype=np.float32)
         self._speculation: _Speculation | None = None
         self._interim: asyncio.Task[None] | None = None
-        self._last_interim_ms = 0
+        self._last_interim_ms = 0.0
         self._turn_frames: list[np.ndarray] = []  # this turn's speech so far, for interim transcripts
         self._samples_in = 0
         self._turn_begin_ms = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._onset_ms = 0.0
+        self._interrupting = False
 
     def configure_pcm(self, sample_rate: int, channels: int) -> None:
         """session_settings.audio: raw linear16 at this rate (a new decoder from the next chunk on)."""
-        self._decoder = AudioDecoder(target_rate=self.sample_rate, pcm_format=(sample_rate, channels))
+        self._replace_decoder(AudioDecoder(target_rate=self.sample_rate, pcm_format=(sample_rate, channels)))
+
+    def _replace_decoder(self, decoder: AudioDecoder | None) -> None:
+        # The old decoder's demuxer thread ends in the background (never on the event loop).
+        old, self._decoder = self._decoder, decoder
+        if old is not None:
+            self._spawn(old.aclose())
 
     async def push(self, data: bytes) -> None:
         """One audio_input chunk."""
         if self._decoder is None:
             self._decoder = AudioDecoder(target_rate=self.sample_rate, pcm_format=None)
         try:
-            samples = self._decoder.push(data)
+            samples = await self._decoder.push_async(data)
         except DecodeError as exc:
             self._on_error(str(exc))
-            self._decoder = None  # the next chunk may start a valid stream again
+            self._replace_decoder(None)  # the next chunk may start a valid stream again
             return
         await self._feed(samples)
 
@@ -143,12 +168,18 @@ class Listener:
         match event:
             case SpeechStarted(at_ms=at_ms):
                 self._mark("speech_start")
-                self._last_interim_ms = 0
+                self._last_interim_ms = 0.0
                 self._turn_frames = []
                 self._turn_begin_ms = int(at_ms)
-            case SpeechOngoing(speech_ms=speech_ms):
-                if speech_ms >= self._min_interruption_ms:
-                    await self._on_speech(speech_ms)
+                self._onset_ms = at_ms
+                self._interrupting = False
+            case SpeechOngoing(speech_ms=speech_ms, at_ms=at_ms):
+                # "How long the user must speak": counted from the onset across short inter-word
+                # gaps, with at least half of that span voiced, so that clicks far apart do not add up.
+                span_ms = at_ms + self._detector.frame_ms - self._onset_ms
+                if span_ms >= self._min_interruption_ms and speech_ms >= self._min_interruption_ms / 2:
+                    self._interrupting = True
+                    await self._on_speech(int(span_ms))
                 if self._verbose and speech_ms - self._last_interim_ms >= INTERIM_EVERY_MS:
                     self._last_interim_ms = speech_ms
                     self._start_interim()
@@ -163,7 +194,9 @@ class Listener:
             case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
                 self._mark("turn_end")
                 # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
-                task = asyncio.create_task(self._finish_turn(audio, int(begin_ms), int(end_ms)))
+                task = asyncio.create_task(
+                    self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting)
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -214,7 +247,7 @@ class Listener:
 
         self._interim = asyncio.create_task(run())
 
-    async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int) -> None:
+    async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int, *, interrupting: bool) -> None:
         spec, self._speculation = self._speculation, None
         if self._interim is not None:
             self._interim.cancel()
@@ -238,9 +271,18 @@ class Listener:
         text = transcript.text.strip()
         if not text:
             return  # a cough or a click: VAD said speech, the recognizer heard no words
-        await self._on_turn(HeardTurn(text, begin_ms, end_ms, emotions, transcript.language))
+        await self._on_turn(HeardTurn(text, begin_ms, end_ms, emotions, transcript.language, interrupting))
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
+        """Stop listening: speculation, interim transcripts and the decoder's thread."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            await decoder.aclose()
         self._cancel_speculation()
         for task in (self._interim, *self._tasks):
             if task is not None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from openevi.chat.lifecycle import ChatEnd, store_chat_end
 from openevi.chat.runtime import ChatRuntime
 from openevi.services.configs import load_config
 from openevi.store import chats
 from openevi.store.db import new_id, now_ms, transaction
 from openevi.store.errors import NotFoundError
-from openevi.webhooks import outbox
 
 log = logging.getLogger("openevi.chat.recovery")
 
@@ -43,29 +43,18 @@ async def close_orphans(runtime: ChatRuntime) -> int:
                     webhooks = config.get("webhooks", [])
                 except NotFoundError:
                     pass
-            ended = now_ms()
-            await chats.append_event(
+            queued += await store_chat_end(
                 s,
-                chat_id=chat.id,
-                role="SYSTEM",
-                type="CHAT_END_MESSAGE",
-                message_text="server restarted",
-                timestamp=ended,
-            )
-            await chats.end_chat(s, chat_id=chat.id, status="ERROR", end_timestamp=ended)
-            queued += await outbox.enqueue(
-                s,
-                account_id=chat.account_id,
-                chat_id=chat.id,
-                webhooks=webhooks,
-                event_name="chat_ended",
-                payload=outbox.chat_ended_payload(
-                    chat_group_id=chat.chat_group_id,
+                ChatEnd(
+                    account_id=chat.account_id,
                     chat_id=chat.id,
+                    chat_group_id=chat.chat_group_id,
                     config_id=chat.config_id,
-                    start_time_ms=chat.start_timestamp,
-                    end_time_ms=ended,
-                    end_reason="ERROR",
+                    webhooks=webhooks,
+                    started_ms=chat.start_timestamp,
+                    ended_ms=now_ms(),
+                    status="ERROR",
+                    message="server restarted",
                 ),
             )
     if orphans:

@@ -51,6 +51,17 @@ class ChatRuntime:
         if live:
             await asyncio.gather(*(s.close("USER_ENDED", reason="server shutting down") for s in live))
 
+    async def close_providers(self) -> None:
+        """Release the speech models' threads and sessions (the app lifespan owns them)."""
+        for name, provider in (("tts", self.tts), ("asr", self.asr), ("prosody", self.prosody), ("vad", self.vad)):
+            closer = getattr(provider, "aclose", None)
+            if closer is None:
+                continue
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing the %s provider failed", name)
+
 
 async def warm_up(runtime: ChatRuntime) -> None:
     """Load the speech models (and the default language model) before the first chat needs them."""
@@ -68,8 +79,8 @@ async def warm_up(runtime: ChatRuntime) -> None:
     except Exception:
         log.exception("speech warm-up failed")
     try:
-        model = runtime.language_model(None, None)
-        warmer = getattr(model, "warm_up", None)
+        llm = runtime.language_model(None, None)
+        warmer = getattr(llm, "warm_up", None)
         if warmer is not None:
             await warmer()
     except Exception:

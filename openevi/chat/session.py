@@ -22,10 +22,12 @@ import soxr
 from pydantic import ValidationError
 
 from openevi.audio.recorder import ChatRecorder
+from openevi.chat import lifecycle
 from openevi.chat import messages as msg
-from openevi.chat.context import Conversation, rebuild_history
+from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_history
 from openevi.chat.eventlog import EventLog
-from openevi.chat.listener import HeardTurn, Listener
+from openevi.chat.limits import ChatLimits
+from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.timings import TurnTimings
@@ -33,10 +35,9 @@ from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
 from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
-from openevi.speech.voices import DEFAULT_VOICE, Voice, find_voice
+from openevi.speech.voices import Voice, resolve_voice
 from openevi.store import chats
 from openevi.store.db import new_id, now_ms
-from openevi.webhooks import outbox
 
 log = logging.getLogger("openevi.chat.session")
 
@@ -108,6 +109,10 @@ class ChatSession:
         self.timings = TurnTimings()
         self._held: tuple[asyncio.Event, HeardTurn] | None = None
         self.closed = asyncio.Event()
+        self.limits = ChatLimits(runtime.settings)
+        # How the chat's sockets are closed when it ends (revocation closes with a policy code).
+        self.close_code = 1000
+        self.close_reason = ""
 
     # --- outbound -------------------------------------------------------------------------
 
@@ -139,6 +144,7 @@ class ChatSession:
         """Store an event (in order, off the hot path); returns its id."""
         timestamp = now_ms()
         event_id = new_id()
+        self.limits.charge(text, fields.get("emotion_features"), fields.get("metadata"))
 
         async def write(session: Any) -> bool:
             await chats.append_event(
@@ -168,11 +174,13 @@ class ChatSession:
 
         self.events.submit(write)
 
-    def measure_assistant(self, message_id: str, event_id: str, pcm: bytes, rate: int, text: str) -> None:
+    def measure_assistant(
+        self, message_id: str, event_id: str, pcm: bytes, rate: int, text: str
+    ) -> asyncio.Task[None] | None:
         """Score the emotion of the assistant's own speech (assistant_prosody), in the background."""
         prosody = self.runtime.prosody
         if prosody is None:
-            return
+            return None
 
         async def run() -> None:
             audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
@@ -197,6 +205,7 @@ class ChatSession:
         task = asyncio.create_task(run(), name=f"assistant-prosody-{self.chat_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # --- language model -------------------------------------------------------------------
 
@@ -210,9 +219,11 @@ class ChatSession:
         return (self.config.get("language_model") or {}).get("temperature")
 
     def _config_voice(self) -> Voice:
-        configured = self.config.get("voice")
-        found = find_voice(voice_id=configured.get("id")) if configured else None
-        return found or DEFAULT_VOICE
+        configured = self.config.get("voice") or {}
+        # Never fails: Hume Voice Library and custom voices are spoken by a mapped local voice.
+        return resolve_voice(
+            voice_id=configured.get("id"), name=configured.get("name"), provider=configured.get("provider")
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -231,14 +242,23 @@ class ChatSession:
             self.emit(
                 msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id)
             )
+            settings = (
+                p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
+                if session_settings
+                else None
+            )
             if resumed:
                 async with self.runtime.db() as s:
                     events = await chats.all_group_events(s, account_id=self.account_id, group_id=self.chat_group_id)
-                self.conversation.history = rebuild_history([e for e in events if e.chat_id != self.chat_id])
-            if session_settings:
-                await self._apply_settings(
-                    p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
-                )
+                earlier = [e for e in events if e.chat_id != self.chat_id and e.type in CONTEXT_EVENT_TYPES]
+                if settings is not None and settings.event_limit is not None:
+                    # event_limit: only the group's most recent messages rebuild the context.
+                    earlier = earlier[len(earlier) - settings.event_limit :] if settings.event_limit else []
+                self.conversation.history = rebuild_history(earlier)
+            if settings is not None and (refusal := self.limits.check(settings, self.conversation)) is not None:
+                self.emit_error(*refusal)
+            elif settings is not None:
+                await self._apply_settings(settings)
             self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
             self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
             greeting = (self.config.get("event_messages") or {}).get("on_new_chat") or {}
@@ -263,31 +283,10 @@ class ChatSession:
             task.cancel()
         await self.runtime.bus.unregister(self.chat_id)
         self.runtime.sessions.pop(self.chat_id, None)
-        ended = now_ms()
-        self.record("SYSTEM", "CHAT_END_MESSAGE", reason or status)
-        webhooks = self.config.get("webhooks", [])
+        end = lifecycle.session_end(self, status=status, ended_ms=now_ms(), message=reason or status)
 
         async def finish(session: Any) -> bool:
-            await chats.end_chat(session, chat_id=self.chat_id, status=status, end_timestamp=ended)
-            return (
-                await outbox.enqueue(
-                    session,
-                    account_id=self.account_id,
-                    chat_id=self.chat_id,
-                    webhooks=webhooks,
-                    event_name="chat_ended",
-                    payload=outbox.chat_ended_payload(
-                        chat_id=self.chat_id,
-                        chat_group_id=self.chat_group_id,
-                        config_id=self.config.get("id"),
-                        custom_session_id=self.custom_session_id,
-                        start_time_ms=self.started_ms,
-                        end_time_ms=ended,
-                        end_reason=status,
-                    ),
-                )
-                > 0
-            )
+            return await lifecycle.store_chat_end(session, end) > 0
 
         self.events.submit(finish)
         if self.listener is not None:
@@ -316,10 +315,27 @@ class ChatSession:
         except ValueError:
             self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
             return
+        except RecursionError:
+            self.emit_error(msg.E_INVALID_MESSAGE, "Message is nested too deeply")
+            return
         if not isinstance(data, dict):
             self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
             return
         await self.handle(data)
+
+    async def handle_binary_audio(self, raw: bytes) -> None:
+        """A binary frame: audio, exactly as the payload of an `audio_input` would be."""
+        if len(raw) > self.runtime.settings.chat_max_message_bytes:
+            self.emit_error(msg.E_MESSAGE_TOO_LARGE, "Message too large")
+            return
+        if self.status is not None:
+            return
+        async with self._inbound:
+            try:
+                await self._accept_pcm_or_container(raw)
+            except Exception:
+                log.exception("chat %s: error handling binary audio", self.chat_id)
+                self.emit_error(msg.E_INTERNAL, "Internal error while handling audio")
 
     async def handle(self, data: dict[str, Any]) -> None:
         try:
@@ -342,6 +358,9 @@ class ChatSession:
                 self.emit_error(msg.E_INTERNAL, "Internal error while handling the message")
 
     async def _dispatch(self, message: Any) -> None:
+        if (refusal := self.limits.check(message, self.conversation)) is not None:
+            self.emit_error(*refusal)
+            return
         if not isinstance(message, p.AudioInput):
             self._touch()
         match message:
@@ -398,8 +417,9 @@ class ChatSession:
         end_ms: int | None,
         emotions: dict[str, float] | None,
         language: str | None,
+        to_model: bool = True,
     ) -> None:
-        """Send the final user_message, store it, and add it to the conversation."""
+        """Send the final user_message, store it, and add it to the conversation (unless not `to_model`)."""
         now = self.elapsed_ms() if end_ms is None else end_ms
         self.emit(
             msg.user_message(
@@ -413,7 +433,8 @@ class ChatSession:
         )
         features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
         self.record("USER", "USER_MESSAGE", text, emotion_features=features)
-        self.conversation.add_user(text, emotions=emotions)
+        if to_model:
+            self.conversation.add_user(text, emotions=emotions)
 
     async def _apply_settings(self, s: p.SessionSettings) -> None:
         fields = s.model_fields_set
@@ -442,11 +463,8 @@ class ChatSession:
             self.language_model_api_key = s.language_model_api_key
             self._llm = None  # the next turn uses the new key
         if "voice_id" in fields and s.voice_id:
-            voice = find_voice(voice_id=s.voice_id) or find_voice(name=s.voice_id)
-            if voice is None:
-                self.emit_error(msg.E_INVALID_MESSAGE, f"Unknown voice_id {s.voice_id!r}")
-            else:
-                self.voice = voice
+            # Any id a Hume app could send (Voice Library, custom voice) is accepted; a name works too.
+            self.voice = resolve_voice(voice_id=s.voice_id, name=s.voice_id)
         if "audio" in fields:
             self.audio_format = s.audio
             if self.listener is not None and s.audio is not None:
@@ -490,6 +508,9 @@ class ChatSession:
         except (binascii.Error, ValueError):
             self.emit_error(msg.E_INVALID_AUDIO, "audio_input data is not valid base64")
             return
+        await self._accept_pcm_or_container(raw)
+
+    async def _accept_pcm_or_container(self, raw: bytes) -> None:
         listener = self.listener or self._start_listening()
         if listener is not None:
             await listener.push(raw)
@@ -563,6 +584,23 @@ class ChatSession:
             if self.status is not None:
                 return
             self._touch()
+            if (
+                self.runtime.settings.backchannel_tolerance
+                and self.speaking
+                and not heard.interrupting
+                and is_backchannel(heard.text)
+            ):
+                # "mm-hmm" while the assistant talks: shown and stored, but it keeps the floor.
+                self._show_user_turn(
+                    heard.text,
+                    from_text=False,
+                    begin_ms=offset_ms + heard.begin_ms,
+                    end_ms=offset_ms + heard.end_ms,
+                    emotions=heard.emotions,
+                    language=heard.language,
+                    to_model=False,
+                )
+                return
             held, self._held = self._held, None
             if held is not None and held[1].text == heard.text and self._turn is not None:
                 self._show_user_turn(
@@ -620,7 +658,11 @@ class ChatSession:
             return
         exc = task.exception()
         if exc is not None:
+            # The client must never wait forever on a turn that died: tell it, and close the turn.
             log.error("chat %s: assistant turn failed", self.chat_id, exc_info=exc)
+            if self.status is None:
+                self.emit_error(msg.E_INTERNAL, "Internal error while answering")
+                self.emit(msg.assistant_end())
             return
         outcome = task.result()
         if not self._nudging:

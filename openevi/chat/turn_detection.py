@@ -40,9 +40,10 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechOngoing:
-    """Another speech frame; `speech_ms` is this turn's speech so far (for min_interruption_ms)."""
+    """Another speech frame; `speech_ms` is this turn's speech so far, `at_ms` when this frame began."""
 
     speech_ms: float
+    at_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,13 @@ class TurnDetector:
                 return [SilenceStarted(at_ms, self._audio())]
             if probability >= self.threshold:
                 self._speech_ms += self.frame_ms
-                return [SpeechOngoing(self._speech_ms)]
+                return [SpeechOngoing(self._speech_ms, at_ms)]
             return []  # in the hysteresis band: still speaking, though not counted as speech
         # Trailing silence: only a confident speech frame brings the turn back.
         if probability >= self.threshold:
             self._state = _State.SPEAKING
             self._speech_ms += self.frame_ms
-            return [SpeechResumed(at_ms), SpeechOngoing(self._speech_ms)]
+            return [SpeechResumed(at_ms), SpeechOngoing(self._speech_ms, at_ms)]
         if at_ms + self.frame_ms - self._silence_ms >= self.end_of_turn_silence_ms:
             return [self._end()]
         return []
@@ -164,7 +165,7 @@ class TurnDetector:
         self._begin_ms = at_ms - len(self._padding) * self.frame_ms
         self._padding.clear()
         self._speech_ms = self.frame_ms
-        return [SpeechStarted(at_ms), SpeechOngoing(self._speech_ms)]
+        return [SpeechStarted(at_ms), SpeechOngoing(self._speech_ms, at_ms)]
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._turn[: self._kept]).astype(np.float32, copy=False)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from openevi.audio.wav import wav_chunk
 from openevi.chat import messages as msg
 from openevi.chat.chunker import SentenceChunker
+from openevi.chat.lifecycle import caller_of
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
 from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall
 from openevi.speech.tts.base import TTSError
@@ -33,6 +34,11 @@ log = logging.getLogger("openevi.chat.turns")
 # Audio is sent in pieces of this length so that barge-in can stop playback between them.
 AUDIO_PIECE_MS = 250
 MAX_TOOL_ROUNDS = 8
+# assistant_end waits at most this long for the emotion scores of the turn's last sentence.
+MEASURE_WAIT_S = 2.0
+
+
+_NO_MORE_TOOLS = "Answer the user now in words, using the tool results you already have. Do not call tools."
 
 
 @dataclass
@@ -62,6 +68,7 @@ class AssistantTurn:
         self.started_speaking = False
         self.spoken: list[str] = []
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._measures: list[asyncio.Task[None]] = []
         self.outcome = TurnOutcome()
 
     async def run(self) -> TurnOutcome:
@@ -80,50 +87,75 @@ class AssistantTurn:
                 speaker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
+        # Every message of the turn (the last sentence's assistant_prosody too) comes before its end.
+        if self._measures:
+            await asyncio.wait(self._measures, timeout=MEASURE_WAIT_S)
         self.session.emit(msg.assistant_end())
         return self.outcome
 
     # --- generation -------------------------------------------------------------------------
 
     async def _generate(self) -> None:
-        s = self.session
         for _ in range(MAX_TOOL_ROUNDS):
-            chunker = SentenceChunker()
-            calls: list[ToolCall] = []
-            messages = s.conversation.messages(extra_system=self.instruction)
-            if self.pending_user is not None and not (self.hold is not None and self.hold.is_set()):
-                messages.append(self.pending_user)
-            request = GenerationRequest(
-                messages=messages,
-                tools=s.tools.specs(),
-                temperature=s.temperature,
-                custom_session_id=s.custom_session_id,
-            )
-            try:
-                async with asyncio.timeout(s.runtime.settings.llm_timeout_s):
-                    async for event in s.language_model().stream(request):
-                        if isinstance(event, TextDelta):
-                            s.timings.mark("llm_first_token")
-                            for piece in chunker.push(event.text):
-                                self._pieces.put_nowait(piece)
-                        else:
-                            calls.append(event)
-            except (LLMError, TimeoutError) as exc:
-                code = exc.code if isinstance(exc, LLMError) else "timeout"
-                text = str(exc) or "the language model did not answer in time"
-                s.emit_error(msg.E_LANGUAGE_MODEL, f"Language model error ({code}): {text}")
-                s.record_error(msg.E_LANGUAGE_MODEL, text)
-                for piece in chunker.flush():
-                    self._pieces.put_nowait(piece)
+            if not await self._generate_round(offer_tools=True):
                 return
+        # The loop guard tripped: the model keeps calling tools. It still answers, without tools.
+        log.warning(
+            "chat %s: %d tool rounds in one turn; answering without tools",
+            self.session.chat_id,
+            MAX_TOOL_ROUNDS,
+        )
+        spoke = len(self.spoken) + self._pieces.qsize()
+        await self._generate_round(offer_tools=False)
+        await self._drain_pieces()
+        if len(self.spoken) == spoke:
+            s = self.session
+            text = "the language model kept calling tools without answering"
+            s.emit_error(msg.E_LANGUAGE_MODEL, f"Language model error (tool_loop): {text}")
+            s.record_error(msg.E_LANGUAGE_MODEL, text)
+
+    async def _generate_round(self, *, offer_tools: bool) -> bool:
+        """One model request; True when it called tools and the model should go on."""
+        s = self.session
+        chunker = SentenceChunker()
+        calls: list[ToolCall] = []
+        messages = s.conversation.messages(extra_system=self.instruction if offer_tools else _NO_MORE_TOOLS)
+        if self.pending_user is not None and not (self.hold is not None and self.hold.is_set()):
+            messages.append(self.pending_user)
+        request = GenerationRequest(
+            messages=messages,
+            tools=s.tools.specs() if offer_tools else [],
+            temperature=s.temperature,
+            custom_session_id=s.custom_session_id,
+        )
+        try:
+            async with asyncio.timeout(s.runtime.settings.llm_timeout_s):
+                async for event in s.language_model().stream(request):
+                    if isinstance(event, TextDelta):
+                        s.timings.mark("llm_first_token")
+                        for piece in chunker.push(event.text):
+                            self._pieces.put_nowait(piece)
+                    else:
+                        calls.append(event)
+        except (LLMError, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, LLMError) else "timeout"
+            text = str(exc) or "the language model did not answer in time"
+            s.emit_error(msg.E_LANGUAGE_MODEL, f"Language model error ({code}): {text}")
+            s.record_error(msg.E_LANGUAGE_MODEL, text)
             for piece in chunker.flush():
                 self._pieces.put_nowait(piece)
-            if not calls:
-                return
-            # Tool calls come after the words said before them.
-            await self._drain_pieces()
-            if not await self._run_tools(calls):
-                return
+            return False
+        for piece in chunker.flush():
+            self._pieces.put_nowait(piece)
+        if not calls or not offer_tools:
+            return False
+        if self.hold is not None:
+            # A speculative answer: tools have side effects (hang_up!), so nothing runs and no
+            # tool_call is sent before the user's turn is confirmed (and its user_message sent).
+            await self.hold.wait()
+        # Tool calls come after the words said before them.
+        await self._drain_pieces()
+        return await self._run_tools(calls)
 
     async def _drain_pieces(self) -> None:
         await self._pieces.join()
@@ -171,6 +203,7 @@ class AssistantTurn:
     def _enqueue_tool_webhook(self, call: ToolCall, kind: str) -> None:
         s = self.session
         webhooks = s.config.get("webhooks", [])
+        caller = caller_of(s)
         payload = outbox.tool_call_payload(
             chat_id=s.chat_id,
             chat_group_id=s.chat_group_id,
@@ -182,6 +215,8 @@ class AssistantTurn:
             tool_call_id=call.id,
             tool_type="builtin" if kind == "builtin" else "function",
             response_required=kind == "function",
+            caller_number=caller.caller_number if caller else None,
+            twilio_metadata=caller.twilio_metadata if caller else None,
         )
 
         async def write(db: Any) -> bool:
@@ -277,7 +312,9 @@ class AssistantTurn:
                 self.spoken.append(piece)
                 spoken_audio = await self._synthesize(message_id, piece, tts, prerendered)
                 if spoken_audio and s.runtime.prosody is not None:
-                    s.measure_assistant(message_id, event_id, spoken_audio, tts.sample_rate, piece)
+                    measure = s.measure_assistant(message_id, event_id, spoken_audio, tts.sample_rate, piece)
+                    if measure is not None:
+                        self._measures.append(measure)
             finally:
                 self._pieces.task_done()
 

@@ -5,7 +5,7 @@ Providers live one per module in this package and are chosen by `openevi.llm.reg
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -30,6 +30,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # for role "tool": which call this answers
     name: str | None = None  # for role "tool": the function's name
+    # For role "user": the turn's expression measures as EVI names them ("Sadness", "Surprise
+    # (negative)"); custom language models receive them as `models.prosody.scores`.
+    emotions: Mapping[str, float] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Two forms, chosen by the URL scheme of `model_resource`:
 
 - `http(s)://…/chat/completions` (hosted EVI's recommended form): POST an OpenAI chat-completions
   request (`messages` incl. system, `stream: true`, `model` when configured) with the
-  `custom_session_id` as a query parameter, and read OpenAI-format SSE chunks.
+  `custom_session_id` as a query parameter, and read OpenAI-format SSE chunks. A user message
+  with expression measures also carries `"models": {"prosody": {"scores": {…}}}`, as EVI sends it.
 - `ws(s)://…` (the older form): send `{"messages": [{"type", "message": {"role", "content"},
   "models": {"prosody": {"scores"}}}], "custom_session_id"}` and read `{"type": "assistant_input",
   "text"}` messages until `{"type": "assistant_end"}`. One socket per chat, reopened after a drop.
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +30,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta
-from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
-from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages
+from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, status_code_slug
+from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages, stream_openai_chunks
+from openevi.net.clients import GuardedTransport, connect_websocket, short_reason
+from openevi.net.outbound import OutboundPolicy, OutboundRefused
 
 logger = logging.getLogger("openevi.llm.custom")
 
@@ -82,7 +85,11 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        # `outbound`: the policy for this tenant URL (the registry always passes one); None trusts it.
+        if transport is None and outbound is not None:
+            transport = GuardedTransport(outbound)
         super().__init__(
             model=model,
             base_url=url,
@@ -101,7 +108,7 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
         def encode(messages: Sequence[Message]) -> bytes:
-            return json.dumps(openai_messages(messages)).encode()
+            return json.dumps(_with_prosody(messages, openai_messages(messages))).encode()
 
         messages = window_messages(
             request.messages,
@@ -117,29 +124,119 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
             custom_session_id=request.custom_session_id,
             metadata=request.metadata,
         )
-        return super().build_body(windowed)
+        body = super().build_body(windowed)
+        body["messages"] = _with_prosody(messages, body["messages"])
+        return body
 
     def build_params(self, request: GenerationRequest) -> dict[str, str] | None:
         # Hosted EVI passes the session id as a query parameter (hume-api-examples evi-python-clm-sse).
         return {"custom_session_id": request.custom_session_id} if request.custom_session_id else None
 
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMEvent]:
+        """Stream the reply. Errors tell the tenant a status and a short reason, never the endpoint's body."""
+        where = _safe_url(self.url)
+        try:
+            body, params = self.build_body(request), self.build_params(request)
+            async with self._client.stream(
+                "POST", self.url, json=body, headers=self._headers, params=params
+            ) as response:
+                if response.status_code >= 400:
+                    raise await _status_error(response)
+                try:
+                    async for event in stream_openai_chunks(response, "custom language model"):
+                        yield event
+                except LLMError as exc:
+                    if exc.code == "llm_bad_response":
+                        raise LLMError("custom language model sent a malformed event stream", code=exc.code) from exc
+                    raise LLMError(short_reason(str(exc)), code=exc.code) from exc
+        except OutboundRefused as exc:
+            raise _refused(exc) from exc
+        except httpx.TimeoutException as exc:
+            kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
+            raise LLMError(f"custom language model timed out ({kind}) at {where}", code="llm_timeout") from exc
+        except httpx.TransportError as exc:
+            raise LLMError(
+                f"custom language model unreachable at {where}: {type(exc).__name__}", code="llm_unreachable"
+            ) from exc
+
+
+_ERROR_BODY_LIMIT = 4096
+
+
+def _refused(exc: OutboundRefused) -> LLMError:
+    return LLMError(f"custom language model URL not allowed: {exc.tenant_message}", code="llm_url_refused")
+
+
+async def _status_error(response: httpx.Response) -> LLMError:
+    """The error for a non-2xx answer: status, phrase, and a provider-style JSON message if there is one."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= _ERROR_BODY_LIMIT:
+            break
+    status = response.status_code
+    text = f"custom language model returned HTTP {status} {response.reason_phrase}".rstrip()
+    reason = _provider_reason(body[:_ERROR_BODY_LIMIT])
+    return LLMError(f"{text}: {reason}" if reason else text, code=status_code_slug(status))
+
+
+def _provider_reason(body: bytes) -> str | None:
+    """`error.message` (or `message`/`detail`) of an OpenAI-style JSON error body, shortened; else None.
+
+    Other bodies (HTML pages, another service's JSON) are not shown: they could be anything behind the URL.
+    """
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error", parsed)
+    if isinstance(error, str):
+        return short_reason(error)
+    if isinstance(error, dict):
+        for key in ("message", "detail"):
+            if isinstance(error.get(key), str):
+                return short_reason(error[key])
+    return None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without query string or credentials (either may hold a key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
 
 _WS_MESSAGE_TYPES = {"user": "user_message", "assistant": "assistant_message", "system": "system_prompt"}
 
 
-def _ws_message(m: Message, prosody: dict[str, float] | None) -> dict[str, Any]:
+def _with_prosody(messages: Sequence[Message], encoded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI-format messages (one per Message) with each measured user turn's scores added as
+    EVI adds them, `models.prosody.scores`; endpoints that forward to OpenAI keep role and content."""
+    return [
+        {**out, "models": {"prosody": {"scores": dict(m.emotions)}}} if m.role == "user" and m.emotions else out
+        for m, out in zip(messages, encoded, strict=True)
+    ]
+
+
+def _ws_message(m: Message, prosody: Mapping[str, float] | None) -> dict[str, Any]:
+    scores = prosody if prosody is not None else m.emotions
     return {
         "type": _WS_MESSAGE_TYPES.get(m.role, f"{m.role}_message"),
         "message": {"role": m.role, "content": m.content},
-        "models": {"prosody": {"scores": prosody or {}}},
+        "models": {"prosody": {"scores": dict(scores or {})}},
     }
 
 
 class CustomWebSocketLanguageModel:
     """A user's WebSocket endpoint (EVI's older custom language model protocol).
 
-    `request.metadata["prosody"]`, if given, is a list aligned with `request.messages` of
-    `{emotion: score}` dicts (or None) sent as each message's `models.prosody.scores`.
+    Each message's `models.prosody.scores` are its `Message.emotions` (the user's expression
+    measures); `request.metadata["prosody"]`, if given, is a list aligned with `request.messages` of
+    `{emotion: score}` dicts (or None) that overrides them.
     """
 
     def __init__(
@@ -151,9 +248,11 @@ class CustomWebSocketLanguageModel:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_message_bytes: int = 1_048_576,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.name = "custom_language_model"
         self.url = url
+        self.outbound = outbound  # None trusts the URL; the registry passes the server's policy
         self.max_history_messages = max_history_messages
         self.max_payload_bytes = max_payload_bytes
         self.connect_timeout = connect_timeout
@@ -187,13 +286,20 @@ class CustomWebSocketLanguageModel:
     async def _connection(self) -> ClientConnection:
         if self._ws is None:
             try:
-                self._ws = await asyncio.wait_for(
-                    connect(self.url, max_size=self.max_message_bytes, open_timeout=self.connect_timeout),
-                    timeout=self.connect_timeout + 1,
+                options: dict[str, Any] = {"max_size": self.max_message_bytes, "open_timeout": self.connect_timeout}
+                opening = (
+                    connect(self.url, **options)
+                    if self.outbound is None
+                    else connect_websocket(self.url, self.outbound, **options)
                 )
-            except (OSError, TimeoutError, WebSocketException) as exc:
+                self._ws = await asyncio.wait_for(opening, timeout=self.connect_timeout + 1)
+            except OutboundRefused as exc:
+                raise _refused(exc) from exc
+            # ValueError: websockets refuses a cross-origin redirect once the checked address is pinned.
+            except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
                 raise LLMError(
-                    f"custom language model unreachable at {self.url}: {exc!r}", code="llm_unreachable"
+                    f"custom language model unreachable at {_safe_url(self.url)}: {short_reason(repr(exc))}",
+                    code="llm_unreachable",
                 ) from exc
         return self._ws
 
@@ -244,7 +350,8 @@ class CustomWebSocketLanguageModel:
                         return
                     elif kind == "error":
                         raise LLMError(
-                            f"custom language model error: {message.get('message') or message.get('code') or message}",
+                            "custom language model error: "
+                            + short_reason(str(message.get("message") or message.get("code") or "no reason given")),
                             code="llm_stream_error",
                         )
                     else:
@@ -259,7 +366,7 @@ class CustomWebSocketLanguageModel:
         try:
             message = json.loads(raw)
         except ValueError as exc:
-            raise LLMError(f"custom language model sent non-JSON: {str(raw)[:200]!r}", code="llm_bad_response") from exc
+            raise LLMError("custom language model sent a message that is not JSON", code="llm_bad_response") from exc
         if not isinstance(message, dict):
             raise LLMError("custom language model sent a non-object message", code="llm_bad_response")
         return message

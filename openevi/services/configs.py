@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openevi.schemas import config_defaults as defaults
 from openevi.schemas.rest import PostedConfig, PostedConfigVersion
 from openevi.services.views import prompt_view, tool_view
-from openevi.speech.voices import find_voice
+from openevi.speech.voices import public_voice
 from openevi.store import resources
 from openevi.store.db import new_id
 from openevi.store.errors import NotFoundError
@@ -33,18 +34,11 @@ class ConfigRejected(Exception):
         self.status = status
 
 
-DEFAULT_TURN_DETECTION = {
-    "end_of_turn_silence_ms": 800,
-    "prefix_padding_ms": 300,
-    "speech_detection_threshold": 0.5,
-}
-DEFAULT_INTERRUPTION = {"min_interruption_ms": 800}
-DEFAULT_TIMEOUTS = {
-    "inactivity": {"enabled": True, "duration_secs": 600},
-    "max_duration": {"enabled": True, "duration_secs": 1800},
-}
-DEFAULT_NUDGES = {"enabled": False, "interval_secs": None}
-EVENT_MESSAGE_NAMES = ("on_new_chat", "on_inactivity_timeout", "on_max_duration_timeout")
+DEFAULT_TURN_DETECTION = defaults.TURN_DETECTION
+DEFAULT_INTERRUPTION = defaults.INTERRUPTION
+DEFAULT_TIMEOUTS = defaults.TIMEOUTS
+DEFAULT_NUDGES = defaults.NUDGES
+EVENT_MESSAGE_NAMES = defaults.EVENT_MESSAGE_NAMES
 LANGUAGE_MODEL_URL_SCHEMES = ("http", "https", "ws", "wss")
 _OMIT_WHEN_NONE = frozenset({"prompt", "voice", "language_model"})
 
@@ -108,14 +102,9 @@ async def _normalize(
             prompt_ref = {"id": posted.prompt.id, "version": posted.prompt.version}
     body["prompt"] = prompt_ref
 
-    voice = None
-    if posted.voice is not None:
-        found = find_voice(voice_id=posted.voice.id, name=posted.voice.name if posted.voice.id is None else None)
-        if found is None:
-            wanted = posted.voice.id or posted.voice.name
-            raise ConfigRejected(["voice"], f"Unknown voice {wanted!r}; see docs/voices.md for the shipped voices")
-        voice = {"id": found.id, "provider": posted.voice.provider or found.provider}
-    body["voice"] = voice
+    # Any voice a Hume app could name is accepted and kept as posted (Voice Library names and ids,
+    # custom voices): the chat speaks it with a local voice (openevi.speech.voices.resolve_voice).
+    body["voice"] = posted.voice.model_dump(exclude_none=True) if posted.voice is not None else None
 
     lm = posted.language_model.model_dump(exclude_none=True) if posted.language_model else None
     if lm and lm.get("model_provider") == "CUSTOM_LANGUAGE_MODEL":
@@ -175,6 +164,30 @@ async def _normalize(
         webhooks.append({"url": hook.url, "events": list(dict.fromkeys(hook.events))})
     body["webhooks"] = webhooks
     return body
+
+
+async def checked_body(
+    session: AsyncSession,
+    posted: PostedConfigVersion,
+    *,
+    account_id: str,
+    config_id: str,
+    config_name: str,
+    version: int,
+    allow_http_webhooks: bool,
+) -> dict[str, Any]:
+    """The stored body of one config version, checked exactly as the REST API checks a posted one
+    (used by `openevi import`, which stores versions under their original numbers)."""
+    return await _normalize(
+        session,
+        posted,
+        account_id=account_id,
+        config_id=config_id,
+        config_name=config_name,
+        version=version,
+        previous=None,
+        allow_http_webhooks=allow_http_webhooks,
+    )
 
 
 async def create_config(
@@ -273,15 +286,8 @@ def _pick(versions: dict[int, Versioned] | None, version: int | None) -> Version
 def _voice_view(stored: dict[str, Any] | None) -> dict[str, Any] | None:
     if stored is None:
         return None
-    voice = find_voice(voice_id=stored["id"])
-    if voice is None:
-        return None
-    return {
-        "id": voice.id,
-        "name": voice.name,
-        "provider": stored.get("provider") or voice.provider,
-        "compatible_octave_models": [],
-    }
+    shown = public_voice(voice_id=stored.get("id"), name=stored.get("name"), provider=stored.get("provider"))
+    return {**shown, "compatible_octave_models": []}
 
 
 async def render_configs(session: AsyncSession, *, account_id: str, configs: list[Versioned]) -> list[dict[str, Any]]:

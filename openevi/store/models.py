@@ -111,6 +111,7 @@ class Chat(Base):
     start_timestamp: Mapped[int] = mapped_column(BigInteger)
     end_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     event_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     chat_metadata: Mapped[str | None] = mapped_column("metadata", Text, nullable=True)
     instance_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 

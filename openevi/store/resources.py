@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -251,3 +251,77 @@ async def delete_all(session: AsyncSession, *, account_id: str, kind: Kind, reso
     await head(session, account_id=account_id, kind=kind, resource_id=resource_id)
     await session.execute(delete(ResourceVersion).where(ResourceVersion.id == resource_id))
     await session.execute(delete(ResourceHead).where(ResourceHead.id == resource_id))
+
+
+# --- imports: resources recreated with their original ids, version numbers and timestamps ---------
+
+
+async def find_head(session: AsyncSession, *, resource_id: str) -> ResourceHead | None:
+    """The head with this id whatever its account or kind (ids are unique across the database)."""
+    return await session.scalar(select(ResourceHead).where(ResourceHead.id == resource_id))
+
+
+async def find_version(session: AsyncSession, *, resource_id: str, version: int) -> ResourceVersion | None:
+    """One stored version by id and number, without any account check (callers check the head)."""
+    if not 0 <= version <= MAX_VERSION:
+        return None
+    return await session.scalar(
+        select(ResourceVersion).where(ResourceVersion.id == resource_id, ResourceVersion.version == version)
+    )
+
+
+async def name_taken(session: AsyncSession, *, account_id: str, kind: Kind, name: str) -> bool:
+    """Whether the account already has a resource of this kind with this name."""
+    return await _name_taken(session, account_id, kind, name)
+
+
+async def insert_head(
+    session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str, name: str, created_on: int
+) -> None:
+    """A head with a given id and creation time and no versions yet; add them with `insert_version`
+    in the same transaction (a head without versions is invisible but keeps its name taken)."""
+    if await _name_taken(session, account_id, kind, name):
+        raise NameTakenError(f"A {kind} named {name!r} already exists")
+    session.add(
+        ResourceHead(id=resource_id, account_id=account_id, kind=kind, name=name, created_on=created_on, last_version=0)
+    )
+    await session.flush()
+
+
+async def insert_version(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    kind: Kind,
+    resource_id: str,
+    version: int,
+    body: dict[str, Any],
+    version_description: str | None,
+    created_on: int,
+    modified_on: int,
+) -> None:
+    """Store a version with a given number and timestamps. The head's counter ends at least at
+    `version`, so versions created later through the API get new numbers."""
+    if not 0 <= version <= MAX_VERSION:
+        raise ValueError(f"version {version} is out of range")
+    bumped = await session.scalar(
+        update(ResourceHead)
+        .where(ResourceHead.id == resource_id, ResourceHead.account_id == account_id, ResourceHead.kind == kind)
+        .values(last_version=case((ResourceHead.last_version < version, version), else_=ResourceHead.last_version))
+        .returning(ResourceHead.id)
+    )
+    if bumped is None:
+        raise NotFoundError(f"No {kind} with id {resource_id}")
+    session.add(
+        ResourceVersion(
+            id=resource_id,
+            version=version,
+            account_id=account_id,
+            kind=kind,
+            version_description=version_description,
+            body=body,
+            created_on=created_on,
+            modified_on=modified_on,
+        )
+    )
+    await session.flush()

@@ -6,6 +6,11 @@ lease and records `claimed_by`; only one UPDATE can win. On PostgreSQL the candi
 `FOR UPDATE SKIP LOCKED`, so competing workers pick different rows instead of colliding. If a worker
 dies mid-delivery its lease simply runs out and the row is due again, so deliveries survive crashes and
 restarts (at-least-once; receivers de-duplicate by the `X-Openevi-Delivery-Id` header).
+
+Fairness: every claimed row is delivered by its own task, and the loop claims again as soon as a slot
+frees, so nothing waits for a batch to finish. One destination URL has at most `PER_DESTINATION`
+attempts in flight and one account at most `PER_ACCOUNT`; rows beyond those limits are not claimed
+(their lease would tick while they wait), so a receiver that never answers only slows itself.
 """
 
 from __future__ import annotations
@@ -17,36 +22,37 @@ import os
 import random
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi import __version__
+from openevi.net.clients import GuardedTransport
+from openevi.net.outbound import OutboundPolicy, OutboundRefused
 from openevi.settings import Settings
 from openevi.store.db import now_ms, transaction
 from openevi.store.models import WebhookDelivery
-from openevi.webhooks.outbox import DELIVERED, FAILED, PENDING
+from openevi.webhooks.outbox import DELIVERED, FAILED, JITTER, PENDING, backoff_s, next_attempt_at
 from openevi.webhooks.signing import account_signing_secret, signature_headers
 
+__all__ = ["JITTER", "WebhookDispatcher", "backoff_s"]
+
 log = logging.getLogger("openevi.webhooks")
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 DELIVERY_ID_HEADER = "X-Openevi-Delivery-Id"
 EVENT_HEADER = "X-Openevi-Event"
-BATCH_SIZE = 32
-MAX_CONCURRENCY = 16
+MAX_IN_FLIGHT = 64  # attempts in flight per instance
+PER_DESTINATION = 4  # per webhook URL
+PER_ACCOUNT = 16
+CANDIDATES = 128  # due rows looked at per claim
 ERROR_TEXT_LIMIT = 500
-JITTER = 0.2  # ±20%: spreads retries of many deliveries yet keeps consecutive delays strictly increasing
-
-
-def backoff_s(
-    attempts: int, *, base_s: float, max_s: float, jitter: float = JITTER, rand: Callable[[], float] = random.random
-) -> float:
-    """Delay before the next try after `attempts` failed tries: base·2^(attempts-1), capped, ± jitter."""
-    raw = min(max_s, base_s * (2 ** max(0, attempts - 1)))
-    return max(0.0, raw * (1 + jitter * (2 * rand() - 1)))
+ERROR_BODY_BYTES = 200  # of a non-2xx answer, kept in last_error
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,32 @@ def _worker_id() -> str:
 
 
 class WebhookDispatcher:
-    """One background task per instance that delivers due outbox rows."""
+    """One background loop per instance that hands due outbox rows to per-delivery tasks.
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    `clock` (Unix ms), `rand` (jitter) and `transport` are for tests; by default connections go through
+    the outbound policy of `settings.outbound_allow`, because webhook URLs are the tenants'.
+    """
+
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Callable[[], int] = now_ms,
+        rand: Callable[[], float] = random.random,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._factory = factory
         self._max_attempts = settings.webhook_max_attempts
         self._poll_s = settings.webhook_poll_interval_s
         self._timeout_s = settings.webhook_timeout_s
         self._base_s = settings.webhook_backoff_base_s
         self._cap_s = settings.webhook_backoff_max_s
+        self._clock = clock
+        self._rand = rand
+        # Parsed now so a malformed OPENEVI_OUTBOUND_ALLOW stops the server at start-up.
+        self._policy = OutboundPolicy.from_setting(settings.outbound_allow)
+        self._transport = transport
         # A claim must outlive the longest attempt, or another worker would re-send it while in flight.
         self._lease_ms = int((2 * self._timeout_s + 5) * 1000)
         self.worker_id = _worker_id()
@@ -80,6 +103,9 @@ class WebhookDispatcher:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._secrets: dict[str, str] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._per_url: Counter[str] = Counter()
+        self._per_account: Counter[str] = Counter()
 
     def start(self) -> None:
         """Start the delivery loop on the running event loop."""
@@ -96,6 +122,8 @@ class WebhookDispatcher:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout=self._timeout_s + 2)
         except TimeoutError:
+            for attempt in list(self._in_flight):
+                attempt.cancel()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -107,41 +135,93 @@ class WebhookDispatcher:
         self._wake.set()
 
     async def _run(self) -> None:
-        limits = httpx.Limits(max_connections=MAX_CONCURRENCY)
+        transport = self._transport or GuardedTransport(
+            self._policy,
+            limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT // 4),
+        )
         async with httpx.AsyncClient(
+            transport=transport,
             timeout=self._timeout_s,
             follow_redirects=False,  # a redirect is not a delivery; the receiver must answer 2xx itself
-            limits=limits,
             headers={"User-Agent": f"openevi-webhooks/{__version__}"},
         ) as client:
-            while not self._stopping.is_set():
-                # Cleared before looking, so a notify() that lands while we query still wakes the sleep below.
-                self._wake.clear()
-                try:
-                    claimed = await self._claim_due()
-                    if claimed:
-                        await self._deliver_all(client, claimed)
-                        continue  # there may be more due rows than one batch
-                    delay = await self._seconds_until_next_due()
-                except Exception:
-                    log.exception("webhook dispatch loop error; retrying after the poll interval")
-                    delay = self._poll_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            try:
+                while not self._stopping.is_set():
+                    # Cleared before looking, so a notify() or a finished attempt that lands meanwhile
+                    # still wakes the wait below.
+                    self._wake.clear()
+                    try:
+                        free = MAX_IN_FLIGHT - len(self._in_flight)
+                        claimed = await self._claim_due(free) if free > 0 else []
+                        for item in claimed:
+                            self._spawn(client, item)
+                        if claimed:
+                            continue  # more rows may be due, for destinations with free slots
+                        # With every slot taken, the next wake-up is a finished attempt.
+                        delay = await self._seconds_until_next_due() if free > 0 else self._poll_s
+                    except Exception:
+                        log.exception("webhook dispatch loop error; retrying after the poll interval")
+                        delay = self._poll_s
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            finally:
+                if self._in_flight:
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
 
-    async def _claim_due(self) -> list[_Claimed]:
-        now = now_ms()
+    def _spawn(self, client: httpx.AsyncClient, item: _Claimed) -> None:
+        self._per_url[item.url] += 1
+        self._per_account[item.account_id] += 1
+        task = asyncio.create_task(self._deliver_safely(client, item), name=f"webhook-{item.id}")
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._in_flight.discard(done)
+            self._per_url -= Counter({item.url: 1})  # Counter subtraction drops keys that reach zero
+            self._per_account -= Counter({item.account_id: 1})
+            self._wake.set()  # a slot is free: rows held back by the limits may be claimed now
+
+        task.add_done_callback(finished)
+
+    async def _deliver_safely(self, client: httpx.AsyncClient, item: _Claimed) -> None:
+        try:
+            await self._deliver(client, item)
+        except Exception:
+            # The claim expires and the row is retried; never let one delivery stop the loop.
+            log.exception("webhook delivery %s crashed", item.id)
+
+    def _held_back(self, query: SelectT) -> SelectT:
+        """`query` without rows of destinations and accounts already at their in-flight limit."""
+        full_urls = [url for url, n in self._per_url.items() if n >= PER_DESTINATION]
+        full_accounts = [account for account, n in self._per_account.items() if n >= PER_ACCOUNT]
+        if full_urls:
+            query = query.where(WebhookDelivery.url.not_in(full_urls))
+        if full_accounts:
+            query = query.where(WebhookDelivery.account_id.not_in(full_accounts))
+        return query
+
+    async def _claim_due(self, limit: int) -> list[_Claimed]:
+        """Claim up to `limit` due rows, oldest first, within the per-destination and per-account limits."""
+        now = self._clock()
         lease_until = now + self._lease_ms
+        per_url = Counter(self._per_url)
+        per_account = Counter(self._per_account)
         claimed: list[_Claimed] = []
         async with self._factory() as session, session.begin():
-            candidates = await session.scalars(
-                select(WebhookDelivery.id)
-                .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
+            candidates = await session.execute(
+                self._held_back(
+                    select(WebhookDelivery.id, WebhookDelivery.url, WebhookDelivery.account_id).where(
+                        WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now
+                    )
+                )
                 .order_by(WebhookDelivery.next_attempt_at)
-                .limit(BATCH_SIZE)
+                .limit(CANDIDATES)
                 .with_for_update(skip_locked=True)  # PostgreSQL; SQLite ignores it and relies on the UPDATE
             )
-            for delivery_id in candidates.all():
+            for delivery_id, url, account_id in candidates.all():
+                if len(claimed) >= limit:
+                    break
+                if per_url[url] >= PER_DESTINATION or per_account[account_id] >= PER_ACCOUNT:
+                    continue
                 result = await session.execute(
                     update(WebhookDelivery)
                     .where(
@@ -165,30 +245,21 @@ class WebhookDispatcher:
                 row = result.first()
                 if row is not None:  # None: another worker claimed it between our SELECT and UPDATE
                     claimed.append(_Claimed(delivery_id, row[0], row[1], row[2], row[3], row[4]))
+                    per_url[url] += 1
+                    per_account[account_id] += 1
         return claimed
 
     async def _seconds_until_next_due(self) -> float:
         async with self._factory() as session:
             next_at = await session.scalar(
-                select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.status == PENDING)
+                self._held_back(
+                    select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.status == PENDING)
+                )
             )
         if next_at is None:
             return self._poll_s
         # Poll at least every interval anyway: other instances enqueue without notifying us.
-        return min(self._poll_s, max(0.0, (int(next_at) - now_ms()) / 1000))
-
-    async def _deliver_all(self, client: httpx.AsyncClient, claimed: list[_Claimed]) -> None:
-        gate = asyncio.Semaphore(MAX_CONCURRENCY)
-
-        async def one(item: _Claimed) -> None:
-            async with gate:
-                try:
-                    await self._deliver(client, item)
-                except Exception:
-                    # The claim expires and the row is retried; never let one delivery stop the loop.
-                    log.exception("webhook delivery %s crashed", item.id)
-
-        await asyncio.gather(*(one(item) for item in claimed))
+        return min(self._poll_s, max(0.0, (int(next_at) - self._clock()) / 1000))
 
     async def _secret(self, account_id: str) -> str:
         secret = self._secrets.get(account_id)
@@ -208,30 +279,34 @@ class WebhookDispatcher:
         }
         status_code: int | None = None
         error: str | None = None
+        refused = False
         try:
             # httpx's timeout is per phase; this bounds the whole attempt so it ends well inside the lease.
             async with asyncio.timeout(self._timeout_s):
-                response = await client.post(item.url, content=body, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}: {response.text[:200]}"
+                async with client.stream("POST", item.url, content=body, headers=headers) as response:
+                    status_code = response.status_code
+                    if not 200 <= status_code < 300:
+                        error = f"HTTP {status_code}: {await _start_of(response)}"
+        except OutboundRefused as exc:
+            # Policy, not a network failure: retrying cannot help, so the delivery fails now.
+            error, refused = str(exc), True
         except TimeoutError:
             error = f"timed out after {self._timeout_s:g}s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await self._record(item, status_code, error)
+        await self._record(item, status_code, error, final=refused)
 
-    async def _record(self, item: _Claimed, status_code: int | None, error: str | None) -> None:
-        now = now_ms()
+    async def _record(self, item: _Claimed, status_code: int | None, error: str | None, *, final: bool) -> None:
+        now = self._clock()
         values: dict[str, object] = {"claimed_by": None, "last_status_code": status_code}
         if error is None:
             values.update(status=DELIVERED, delivered_at=now, last_error=None)
-        elif item.attempts >= self._max_attempts:
+        elif final or item.attempts >= self._max_attempts:
             values.update(status=FAILED, last_error=error[:ERROR_TEXT_LIMIT])
             log.warning("webhook %s to %s failed after %d attempts: %s", item.id, item.url, item.attempts, error)
         else:
-            delay = backoff_s(item.attempts, base_s=self._base_s, max_s=self._cap_s)
-            values.update(next_attempt_at=now + int(delay * 1000), last_error=error[:ERROR_TEXT_LIMIT])
+            retry_at = next_attempt_at(now, item.attempts, base_s=self._base_s, max_s=self._cap_s, rand=self._rand)
+            values.update(next_attempt_at=retry_at, last_error=error[:ERROR_TEXT_LIMIT])
         async with self._factory() as session, session.begin():
             # Fenced on our claim: if our lease ran out and another worker took the row, its result wins.
             await session.execute(
@@ -243,3 +318,13 @@ class WebhookDispatcher:
                 )
                 .values(**values)
             )
+
+
+async def _start_of(response: httpx.Response) -> str:
+    """The first bytes of a response body, without reading the rest (a receiver may send a lot)."""
+    start = b""
+    async for chunk in response.aiter_bytes():
+        start += chunk
+        if len(start) >= ERROR_BODY_BYTES:
+            break
+    return start[:ERROR_BODY_BYTES].decode("utf-8", "replace")

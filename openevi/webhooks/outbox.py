@@ -8,7 +8,8 @@ until they succeed or run out of attempts. Payload builders produce exactly the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import random
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +35,32 @@ END_REASONS: Final = frozenset(
 PENDING: Final = "PENDING"
 DELIVERED: Final = "DELIVERED"
 FAILED: Final = "FAILED"
+
+
+JITTER: Final = 0.2  # ±20%: spreads retries of many deliveries yet keeps consecutive delays strictly increasing
+
+
+def backoff_s(
+    attempts: int, *, base_s: float, max_s: float, jitter: float = JITTER, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before the next try after `attempts` failed tries: base·2^(attempts-1), capped, ± jitter."""
+    raw: float = min(max_s, base_s * float(2 ** max(0, attempts - 1)))
+    return max(0.0, raw * (1 + jitter * (2 * rand() - 1)))
+
+
+def next_attempt_at(
+    failed_at_ms: int,
+    attempts: int,
+    *,
+    base_s: float,
+    max_s: float,
+    rand: Callable[[], float] = random.random,
+) -> int:
+    """When to try again (Unix ms) after failed attempt number `attempts` ended at `failed_at_ms`.
+
+    The delay counts from the end of the failed attempt, as docs/webhooks.md documents.
+    """
+    return failed_at_ms + round(backoff_s(attempts, base_s=base_s, max_s=max_s, rand=rand) * 1000)
 
 
 def subscribed_urls(webhooks: Iterable[Mapping[str, Any]], event_name: str) -> list[str]:

@@ -4,8 +4,10 @@ settings passed in the connect URL — observed in what the scripted model recei
 from __future__ import annotations
 
 import json
+import uuid
 
-from hume.empathic_voice import Context, SessionSettings, UserInput
+import pytest
+from hume.empathic_voice import Context, SessionSettings, UserInput, VoiceId, VoiceName
 from hume.empathic_voice.types import ConnectSessionSettings
 
 from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
@@ -97,17 +99,52 @@ async def test_custom_session_id_is_echoed_on_every_later_message(chat_server: S
     assert [m.custom_session_id for m in messages] == ["sess-42"] * len(messages)
 
 
-async def test_unknown_voice_is_an_error_and_the_chat_goes_on(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
+@pytest.mark.parametrize(
+    "voice_id",
+    ["5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c", "no-such-voice-0000", "ITO"],  # library id, unknown id, a name
+)
+async def test_any_voice_id_is_accepted_echoed_and_spoken(
+    chat_server: ServerProcess, llm: ScriptedLLM, voice_id: str
+) -> None:
     llm.script(Reply("Still here."))
     client = client_for(chat_server)
     async with client.empathic_voice.chat.connect() as socket:
         await socket.recv()
-        await socket.send_publish(SessionSettings(voice_id="no-such-voice-0000"))
-        error = (await recv_until(socket, "error"))[-1]
-        assert error.code and error.slug and "no-such-voice-0000" in error.message
+        await socket.send_publish(SessionSettings(voice_id=voice_id))
+        echoed = await recv_until(socket, "session_settings")
+        assert echoed[-1].voice_id == voice_id
         await socket.send_publish(UserInput(text="voice still works?"))
         messages = await recv_until(socket, "assistant_end")
+    assert not of_type(echoed + messages, "error")
     assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Still here."]
+    assert of_type(messages, "audio_output")
+
+
+@pytest.mark.parametrize(
+    "voice",
+    [
+        VoiceName(name="ITO", provider="HUME_AI"),
+        VoiceId(id="5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c"),
+        VoiceId(id="0d5f2c86-6f2e-4f1e-9c53-2a4d1c9b7e11", provider="CUSTOM_VOICE"),
+    ],
+    ids=["library-name", "library-id", "custom-voice"],
+)
+async def test_chat_on_a_config_with_a_hume_voice_speaks(
+    chat_server: ServerProcess, llm: ScriptedLLM, voice: VoiceName | VoiceId
+) -> None:
+    llm.script(Reply("Hello in a mapped voice."))
+    client = client_for(chat_server)
+    config = await client.empathic_voice.configs.create_config(
+        name=f"hume-voice-{uuid.uuid4().hex[:8]}", evi_version="3", voice=voice
+    )
+    assert config.voice is not None and config.voice.provider == (voice.provider or "HUME_AI")
+    async with client.empathic_voice.chat.connect(config_id=config.id) as socket:
+        metadata = await socket.recv()
+        assert metadata.type == "chat_metadata"
+        await socket.send_publish(UserInput(text="say something"))
+        messages = await recv_until(socket, "assistant_end")
+    assert not of_type(messages, "error")
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Hello in a mapped voice."]
     assert of_type(messages, "audio_output")
 
 

@@ -13,6 +13,7 @@ from hume.empathic_voice import (
     PostedEllmModel,
     PostedUserDefinedToolSpec,
     PostedWebhookSpec,
+    VoiceId,
     VoiceName,
 )
 from hume.empathic_voice.configs.types import PostedConfigEllmModel, PostedConfigPrompt
@@ -218,11 +219,58 @@ def test_tools_builtins_voice_and_webhooks(server: ServerProcess, key: str) -> N
         validate_spec("return_paged_configs", paged)
 
 
-def test_unknown_voice_is_rejected(server: ServerProcess, key: str) -> None:
+HUME_VOICES: list[dict[str, str]] = [
+    {"provider": "HUME_AI", "name": "ITO"},
+    {"provider": "HUME_AI", "name": "Ava Song"},
+    {"id": "5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c"},  # Ava Song's id, as Hume's quickstart tests use it
+    {"provider": "CUSTOM_VOICE", "id": "0d5f2c86-6f2e-4f1e-9c53-2a4d1c9b7e11"},
+    {"provider": "CUSTOM_VOICE", "name": "My cloned voice"},
+    {"name": "Nobody we know"},
+]
+
+
+@pytest.mark.parametrize("voice", HUME_VOICES, ids=lambda v: "+".join(f"{k}={v[k]}" for k in sorted(v)))
+def test_hume_voices_are_kept_as_posted(server: ServerProcess, key: str, voice: dict[str, str]) -> None:
+    ev = sync_client(server, key).empathic_voice
+    posted = (VoiceId if "id" in voice else VoiceName)(**voice)
+    cfg = ev.configs.create_config(name=unique("hume-voice"), evi_version="3", voice=posted)
+    again = ev.configs.get_config_version(id=cfg.id, version=0)
+    for shown in (cfg.voice, again.voice):
+        assert shown is not None
+        assert {k: getattr(shown, k) for k in voice} == voice  # exactly what was posted
+        assert shown.id and shown.name and shown.provider in ("HUME_AI", "CUSTOM_VOICE")
+    assert again.voice == cfg.voice
+    with http(server, key) as raw:
+        response = raw.post(
+            "/v0/evi/configs", json={"name": unique("hume-voice-raw"), "evi_version": "3", "voice": voice}
+        )
+        assert response.status_code == 201, response.text
+        validate_spec("return_config", response.json())
+        body = raw.get(f"/v0/evi/configs/{response.json()['id']}/version/0").json()
+        assert {k: body["voice"][k] for k in voice} == voice
+
+
+def test_voice_defaults_filled_in(server: ServerProcess, key: str) -> None:
+    ev = sync_client(server, key).empathic_voice
+    by_id = ev.configs.create_config(
+        name=unique("v"), evi_version="3", voice=VoiceId(id="5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c")
+    )
+    assert by_id.voice is not None and (by_id.voice.name, by_id.voice.provider) == ("Ava Song", "HUME_AI")
+    custom = ev.configs.create_config(name=unique("v"), evi_version="3", voice=VoiceName(name="Mine"))
+    assert custom.voice is not None and custom.voice.provider == "CUSTOM_VOICE"  # the API's default
+    ito = [
+        ev.configs.create_config(name=unique("v"), evi_version="3", voice=VoiceName(name="ITO", provider="HUME_AI"))
+        for _ in range(2)
+    ]
+    assert ito[0].voice is not None and ito[1].voice is not None
+    assert ito[0].voice.id == ito[1].voice.id  # a stable id for a voice named without one
+
+
+def test_voice_without_id_or_name_is_rejected(server: ServerProcess, key: str) -> None:
     name = unique("voice")
     with http(server, key) as raw:
         detail = assert_validation_error(
-            raw.post("/v0/evi/configs", json={"name": name, "evi_version": "3", "voice": {"name": "Nobody"}})
+            raw.post("/v0/evi/configs", json={"name": name, "evi_version": "3", "voice": {"provider": "HUME_AI"}})
         )
         assert detail[0]["loc"][:2] == ["body", "voice"], detail
         assert raw.get("/v0/evi/configs", params={"name": name}).json()["configs_page"] == []

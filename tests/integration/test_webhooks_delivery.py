@@ -331,6 +331,7 @@ async def test_two_dispatchers_deliver_each_row_once(tmp_path: Path, shared_db_u
         webhook_poll_interval_s=0.05,
         webhook_backoff_base_s=0.05,
         webhook_timeout_s=5,
+        outbound_allow="127.0.0.1/32",  # the receiver is on loopback
     )
     engine = create_engine(url)
     await migrate(engine)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -183,3 +185,41 @@ def test_detect_format() -> None:
     assert detect_format(b"\x00\x00\x00\x20ftypisom", pcm_given=False) is Format.MP4
     assert detect_format(b"Ogg", pcm_given=True) is None  # maybe a container: wait for more
     assert detect_format(b"\x10\x20" * 8, pcm_given=True) is Format.LINEAR16
+
+
+async def test_push_async_streams_webm_without_blocking_the_event_loop(speech: np.ndarray) -> None:
+    """The async path awaits the demuxer thread: other coroutines run meanwhile, and each chunk's
+    audio comes out with that chunk (not only at flush)."""
+    data = encode(speech, fmt="webm", codec="libopus")
+    chunks = split_evenly(data, duration_s=len(speech) / 16_000, chunk_ms=60)
+    decoder = AudioDecoder()
+    before = set(threading.enumerate())
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(ticker())
+    parts = [await decoder.push_async(chunk) for chunk in chunks]
+    stop.set()
+    await running
+    streamed = np.concatenate(parts)
+    assert ticks > len(chunks) // 2  # the loop kept turning while chunks were being demuxed
+    assert len(speech) - len(streamed) < 16_000 * 0.3  # all but the codec's tail came out while pushing
+    assert _similarity(streamed, speech[: len(streamed)]) > 0.95
+    await decoder.aclose()
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("openevi-decode")]
+
+
+async def test_aclose_ends_a_demuxer_waiting_for_more_bytes(speech: np.ndarray) -> None:
+    data = encode(speech, fmt="webm", codec="libopus")
+    decoder = AudioDecoder()
+    before = set(threading.enumerate())
+    await decoder.push_async(data[: len(data) // 3])  # the stream stops mid-way: the thread waits
+    assert [t for t in set(threading.enumerate()) - before if t.name == "openevi-decode-webm"]
+    await decoder.aclose()
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "openevi-decode-webm"]

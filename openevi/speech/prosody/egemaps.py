@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-import opensmile  # type: ignore[import-untyped]  # imported here so the registry can name the install
+import opensmile  # imported here so the registry can name the install
 
 from openevi.speech.prosody import features as voice
 from openevi.speech.prosody.acoustic import AcousticProsody, Reference
@@ -35,7 +35,8 @@ EGEMAPS: dict[str, str] = {
 
 # The references the model was first calibrated with, in openSMILE's units (docs/prosody.md, "opensmile").
 OPENSMILE_REFERENCE = Reference(
-    f0_mean_st=(29.0, 4.0),
+    f0_registers_st=(23.5, 35.0),  # openSMILE's F0 reads as ours on espeak-ng (25.9 vs 25.8 st)
+    f0_register_sd=2.5,
     f0_range_st=(3.5, 1.5),
     loudness_p80=1.46,
     loudness_doublings_sd=0.75,
@@ -46,7 +47,7 @@ OPENSMILE_REFERENCE = Reference(
     hnr_db=(6.0, 3.0),
     voiced_per_s=(3.2, 0.8),
     peaks_per_s=(4.9, 1.0),
-    pause_ratio=(0.15, 0.10),
+    pause_ratio=(0.05, 0.10),
 )
 
 _lock = threading.Lock()

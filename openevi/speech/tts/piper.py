@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import onnxruntime  # type: ignore[import-untyped]
-import soxr  # type: ignore[import-untyped]
+import onnxruntime
+import soxr
 from piper import PiperVoice
 from piper.config import PiperConfig, SynthesisConfig
 

@@ -12,7 +12,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
-import onnxruntime  # type: ignore[import-untyped]
+import onnxruntime
 
 __all__ = ["SileroStream", "SileroVAD", "default_model_path"]
 

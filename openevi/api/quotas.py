@@ -1,0 +1,160 @@
+"""Who may open another chat: per-account quotas, the server's open-file headroom, live chats.
+
+At connect time an account is refused (HTTP 429, the JSON error body of every other refusal) when
+it already has `OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS` live chats in this process, started
+`OPENEVI_ACCOUNT_MAX_CHATS_PER_MINUTE` chats in the last minute (counted in the database, so across
+instances), or stores `OPENEVI_ACCOUNT_MAX_STORED_BYTES` of chat events. Any caller is refused
+(503) when fewer than `OPENEVI_FD_RESERVE` file descriptors are left, before a chat could fail
+half-open. Admitted chats are remembered with the key that opened them, for the revocation watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openevi.api.auth import Principal
+from openevi.api.errors import ApiError
+from openevi.chat.limits import AccountBudget
+from openevi.settings import Settings
+from openevi.store import usage
+from openevi.store.db import now_ms
+
+if TYPE_CHECKING:
+    from openevi.chat.session import ChatSession
+
+# A session admitted but never started (its socket died during the handshake) stops counting after this.
+_START_GRACE_S = 30.0
+
+
+class QuotaExceeded(ApiError):
+    status = 429
+    code = "quota_exceeded"
+
+
+class ServerBusy(ApiError):
+    status = 503
+    code = "server_busy"
+
+
+@dataclass
+class LiveChat:
+    """A chat this process admitted, and the API key (or the key behind the access token) that opened it."""
+
+    session: ChatSession
+    key_id: str
+    admitted_at: float = field(default_factory=time.monotonic)
+
+    def abandoned(self, running: dict[str, ChatSession]) -> bool:
+        """Admitted, but its socket died before the chat started: it will never end by itself."""
+        return (
+            self.session.status is None
+            and running.get(self.session.chat_id) is not self.session
+            and time.monotonic() - self.admitted_at > _START_GRACE_S
+        )
+
+    def finished(self, running: dict[str, ChatSession]) -> bool:
+        """Ended and every event written (or abandoned)."""
+        return self.session.closed.is_set() or self.abandoned(running)
+
+    def live(self, running: dict[str, ChatSession]) -> bool:
+        return self.session.status is None and not self.abandoned(running)
+
+
+def free_file_descriptors() -> int | None:
+    """How many more files this process may open, or None where that cannot be told."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except FileNotFoundError:  # not Linux
+        return None
+    except OSError:  # listing needs a descriptor too: none are left
+        return 0
+    return int(soft) - used
+
+
+class ChatAdmission:
+    """Admits chats against the quotas and keeps the registry of live chats."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        running: dict[str, ChatSession],
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._running = running  # the runtime's started sessions
+        self._live: dict[str, LiveChat] = {}  # admitted chats until their last event is written
+        self._budgets: dict[str, AccountBudget] = {}  # accounts with such chats
+        # One admission at a time per account, so two connects cannot both take the last slot.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def live_chats(self) -> list[LiveChat]:
+        """The live chats (forgetting the finished ones)."""
+        for chat_id, chat in list(self._live.items()):
+            if chat.finished(self._running):
+                del self._live[chat_id]
+        unfinished = {chat.session.account_id for chat in self._live.values()}
+        for account in set(self._budgets) - unfinished:
+            # Everything is written: the next admission reads the account's usage from the database.
+            del self._budgets[account]
+        return [chat for chat in self._live.values() if chat.live(self._running)]
+
+    def live_count(self, account_id: str) -> int:
+        return sum(1 for chat in self.live_chats() if chat.session.account_id == account_id)
+
+    @asynccontextmanager
+    async def admit(self, principal: Principal) -> AsyncIterator[Callable[[ChatSession], None]]:
+        """Check the quotas; inside the block open the chat and hand its session to the callable."""
+        cfg = self._settings
+        free = free_file_descriptors()
+        if free is not None and free < cfg.fd_reserve:
+            raise ServerBusy("The server is at its limit of open connections; try again later")
+        account = principal.account_id
+        lock = self._locks.get(account)
+        if lock is None:
+            lock = self._locks[account] = asyncio.Lock()
+        async with lock:
+            live = self.live_count(account)  # also forgets finished chats and their budgets
+            limit = cfg.account_max_concurrent_chats
+            if limit and live >= limit:
+                raise QuotaExceeded(
+                    f"This account already has {limit} live chats, its limit; end one first",
+                    code="too_many_concurrent_chats",
+                )
+            budget = self._budgets.get(account)
+            async with self._db() as s:
+                if cfg.account_max_stored_bytes and budget is None:
+                    used = await usage.account_stored_bytes(s, account)
+                    budget = AccountBudget(cfg.account_max_stored_bytes - used)
+                if budget is not None and budget.remaining <= 0:
+                    raise QuotaExceeded(
+                        f"This account stores {cfg.account_max_stored_bytes} bytes of chat history, its limit",
+                        code="storage_quota_exceeded",
+                    )
+                per_minute = cfg.account_max_chats_per_minute
+                if per_minute and await usage.chats_started_since(s, account, now_ms() - 60_000) >= per_minute:
+                    raise QuotaExceeded(
+                        f"This account started {per_minute} chats in the last minute, its limit; try again shortly",
+                        code="too_many_chats_per_minute",
+                    )
+
+            def register(session: ChatSession) -> None:
+                session.limits.share(budget)
+                if budget is not None:
+                    self._budgets[account] = budget
+                self._live[session.chat_id] = LiveChat(session=session, key_id=principal.key_id)
+
+            yield register

@@ -1,0 +1,80 @@
+"""Ends live chats whose API key was revoked.
+
+Keys are revoked by `openevi keys revoke`, often from another process, straight in the database; so
+every `OPENEVI_REVOCATION_CHECK_INTERVAL_S` one query asks which of the keys behind this process's
+live chats are still live. A chat opened with a key that is not (or with an access token minted by
+it) gets an `error`, ends with status ERROR, and its sockets are closed with code 1008 (policy
+violation) and the reason "API key revoked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openevi.api.quotas import ChatAdmission, LiveChat
+from openevi.store import usage
+
+log = logging.getLogger("openevi.api.revocation")
+
+E_REVOKED = ("E0106", "api_key_revoked")
+CLOSE_CODE = 1008
+CLOSE_REASON = "API key revoked"
+END_STATUS = "ERROR"
+
+
+class RevocationWatcher:
+    """Background task: poll key liveness for the live chats, end the ones whose key is gone."""
+
+    def __init__(
+        self, admission: ChatAdmission, db: async_sessionmaker[AsyncSession], *, interval_s: float
+    ) -> None:
+        self._admission = admission
+        self._db = db
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="revocation-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sweep()
+            except Exception:
+                # A database hiccup: the next sweep tries again.
+                log.exception("revocation check failed")
+
+    async def sweep(self) -> int:
+        """One check; returns how many chats were ended."""
+        live = self._admission.live_chats()
+        if not live:
+            return 0
+        async with self._db() as session:
+            alive = await usage.live_key_ids(session, {chat.key_id for chat in live})
+        revoked = [chat for chat in live if chat.key_id not in alive]
+        if revoked:
+            await asyncio.gather(*(end_revoked(chat) for chat in revoked))
+        return len(revoked)
+
+
+async def end_revoked(chat: LiveChat) -> None:
+    """Tell the chat's sockets why, then end it and close them with the policy code."""
+    session = chat.session
+    if session.status is not None:
+        return
+    log.info("chat %s: its API key was revoked; ending it", session.chat_id)
+    session.emit_error(E_REVOKED, "The API key this chat was opened with has been revoked")
+    session.close_code, session.close_reason = CLOSE_CODE, CLOSE_REASON
+    await session.close(END_STATUS, reason="api_key_revoked")

@@ -1,0 +1,1 @@
+"""Outbound network access to tenant-supplied URLs (policy and guarded clients)."""

@@ -1,0 +1,1 @@
+"""Ways into a chat other than the EVI chat socket (phone calls over Twilio Media Streams)."""

@@ -1,0 +1,128 @@
+"""Chat limits: sizes are measured without building huge strings, budgets are shared per account,
+deep JSON is refused before it is parsed, and recordings hold no file until audio arrives."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openevi.audio.reconstruction import reconstruct
+from openevi.audio.recorder import ChatRecorder
+from openevi.chat.context import Conversation, fill_variables
+from openevi.chat.limits import AccountBudget, ChatLimits, json_depth_ok, rendered_prompt_bytes
+from openevi.schemas import protocol as p
+from openevi.schemas.rest import check_tool_parameters
+from openevi.settings import Settings
+
+
+def limits(**overrides: int) -> ChatLimits:
+    return ChatLimits(Settings(**overrides))  # type: ignore[arg-type]
+
+
+def test_rendered_prompt_size_matches_the_rendering() -> None:
+    prompt = "Hi {{name}}, you are {{ age }} and {{unknown}}; {{vip}} {{ratio}} ünïcode"
+    variables = {"name": "Åsa", "age": 36.0, "vip": True, "ratio": 0.5}
+    assert rendered_prompt_bytes(prompt, variables) == len(fill_variables(prompt, variables).encode())
+
+
+def test_a_placeholder_bomb_is_measured_not_built() -> None:
+    prompt = "{{v}}" * 20_000  # 100 kB of placeholders
+    value = "x" * 60_000
+    tracemalloc.start()
+    try:
+        size = rendered_prompt_bytes(prompt, {"v": value})  # the rendering would be 1.2 GB
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size == 20_000 * 60_000
+    assert peak < 10_000_000
+
+
+def test_bomb_is_refused_by_the_session_settings_check() -> None:
+    chat = limits(chat_max_system_prompt_bytes=10_000)
+    settings = p.SessionSettings(type="session_settings", system_prompt="{{v}}" * 100, variables={"v": "x" * 200})
+    refusal = chat.check(settings, Conversation(base_prompt=None))
+    assert refusal is not None and refusal[0] == ("E0104", "limit_exceeded")
+    # Variables alone can blow up a prompt that was accepted earlier.
+    conversation = Conversation(base_prompt="{{v}}" * 100)
+    refusal = chat.check(p.SessionSettings(type="session_settings", variables={"v": "x" * 200}), conversation)
+    assert refusal is not None and "system_prompt" in refusal[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ('{"a": [[[]]]}', True),
+        ("[" * 65, False),
+        ('{"a": "' + "[" * 500 + '"}', True),  # brackets inside strings do not nest
+        ('{"a": "\\"' + "[" * 500 + '"}', True),
+        ("[" * 64 + "]" * 64, True),
+    ],
+)
+def test_json_depth(text: str, ok: bool) -> None:
+    assert json_depth_ok(text) is ok
+
+
+def test_chats_of_one_account_share_its_remaining_quota() -> None:
+    account = AccountBudget(10_000)
+    first, second = limits(), limits()
+    first.share(account)
+    second.share(account)
+    conversation = Conversation(base_prompt=None)
+    message = p.UserInput(type="user_input", text="a" * 6_000)
+    assert first.check(message, conversation) is None
+    first.charge(message.text)
+    refusal = second.check(message, conversation)
+    assert refusal is not None and refusal[0] == ("E0105", "storage_limit_reached")
+    assert "4000 are left" in refusal[1]
+    assert second.check(p.UserInput(type="user_input", text="b" * 4_000), conversation) is None
+
+
+def test_the_chat_budget_applies_without_an_account_quota() -> None:
+    chat = limits(chat_max_stored_bytes=1_000)
+    conversation = Conversation(base_prompt=None)
+    chat.charge("x" * 990)
+    assert chat.check(p.UserInput(type="user_input", text="y" * 10), conversation) is None
+    assert chat.check(p.UserInput(type="user_input", text="y" * 11), conversation) is not None
+    assert chat.check(p.PauseAssistant(type="pause_assistant_message"), conversation) is None  # stores nothing
+
+
+def test_deeply_nested_rest_tool_parameters_are_a_validation_error() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        check_tool_parameters("[" * 99_999)
+    deep_schema = '{"type": "object", "properties": {"a": ' + '{"items": ' * 900 + "{}" + "}" * 900 + "}}"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        check_tool_parameters(deep_schema)
+
+
+def test_recorder_opens_no_file_until_audio_arrives(tmp_path: Path) -> None:
+    directory = tmp_path / "chat"
+    recorder = ChatRecorder(directory)
+    assert recorder.open_files == 0 and not directory.exists()
+    recorder.assistant_audio(b"\x01\x00" * 2400, 24000, at_ms=0)
+    assert recorder.open_files == 1
+    recorder.user_audio(np.zeros(1600, dtype=np.float32), at_ms=100)
+    assert recorder.open_files == 2
+    recorder.close()
+    assert recorder.open_files == 0
+    assert reconstruct(directory).is_file()
+
+
+def test_a_text_only_recording_still_reconstructs(tmp_path: Path) -> None:
+    directory = tmp_path / "chat"
+    recorder = ChatRecorder(directory)
+    recorder.close()
+    assert (directory / "meta.json").is_file()
+    assert reconstruct(directory).is_file()
+
+
+def test_a_recorder_that_cannot_open_files_does_not_raise(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    recorder = ChatRecorder(blocker / "chat")
+    recorder.assistant_audio(b"\x00\x00" * 100, 24000, at_ms=0)  # logged, not raised
+    recorder.close()
+    assert recorder.open_files == 0
