@@ -8,6 +8,14 @@ p50/p99 latency. Every request goes to the local server only; each scenario stop
 
 Run: .venv/bin/python -m benchmarks.rest [--requests 2000] [--concurrency 16]
          [--postgres-url postgresql+asyncpg://postgres@127.0.0.1:55432/postgres] [--json results.json]
+
+`--floor` instead compares openevi's reads with the floor of its own stack: a minimal FastAPI +
+SQLAlchemy-async app (`benchmarks/rest_floor.py`, same uvicorn/uvloop/httptools, same database file)
+that answers each read with one indexed SELECT of JSON rows. Both are driven by `wrk` (Debian's; the
+httpx client when wrk is missing) for `--seconds` per scenario, and it prints openevi req/s, floor
+req/s and their ratio:
+
+     .venv/bin/python -m benchmarks.rest --floor [--seconds 10] [--connections 4] [--workers 1]
 """
 
 from __future__ import annotations
@@ -16,6 +24,10 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from tests.server import ServerProcess, fresh_postgres_database
+from tests.server import ServerProcess, free_port, fresh_postgres_database
 
 SEED_CONFIGS = 50
 WARMUP_REQUESTS = 100
@@ -176,6 +188,252 @@ def _row(r: Result) -> str:
     )
 
 
+# --- openevi against the floor of its own stack (--floor) -----------------------------------------
+
+READS = ("get-config-version", "list-configs", "get-prompt-version")
+# No speech or local language model: their start-up warm-up would load models while we measure.
+REST_ONLY_ENV = {
+    "OPENEVI_LLM_PROVIDER": "openai",
+    "OPENEVI_ASR_PROVIDER": "none",
+    "OPENEVI_VAD_PROVIDER": "none",
+    "OPENEVI_PROSODY_PROVIDER": "none",
+}
+
+
+def read_paths(seeded: Seeded, scenario: str) -> list[str]:
+    if scenario == "get-config-version":
+        return [f"/v0/evi/configs/{c}/version/0" for c in seeded.config_ids]
+    if scenario == "get-prompt-version":
+        return [f"/v0/evi/prompts/{p}/version/0" for p in seeded.prompt_ids]
+    return ["/v0/evi/configs?page_size=10"]
+
+
+_WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+wrk.headers["X-Hume-Api-Key"] = "%s"
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _wrk_ms(text: str, label: str) -> float:
+    found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not found:
+        return float("nan")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+    return float(found.group(1)) * scale
+
+
+def run_wrk(base_urls: list[str], paths: list[str], api_key: str, args: argparse.Namespace) -> Load:
+    """wrk against each base URL at once (one per server process); req/s summed."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % (", ".join(json.dumps(p) for p in paths), api_key))
+    try:
+        procs = [
+            subprocess.Popen(
+                ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "-s", script.name, url],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for url in base_urls
+        ]
+        outputs = [p.communicate()[0] for p in procs]
+    finally:
+        os.unlink(script.name)
+    rps = errors = 0.0
+    for out in outputs:
+        found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        rps += float(found.group(1)) if found else 0.0
+        bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        errors += int(bad.group(1)) if bad else 0
+        errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Load(
+        rps=round(rps, 1), p50_ms=_wrk_ms(outputs[0], "50%"), p99_ms=_wrk_ms(outputs[0], "99%"), errors=int(errors)
+    )
+
+
+def run_httpx(base_urls: list[str], paths: list[str], api_key: str, args: argparse.Namespace) -> Load:
+    """The same load from the async httpx client, for machines without wrk (one server only)."""
+
+    async def go() -> Load:
+        limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+        async with httpx.AsyncClient(
+            base_url=base_urls[0], headers={"X-Hume-Api-Key": api_key}, limits=limits, trust_env=False
+        ) as client:
+            latencies, errors, seconds = await run_scenario(
+                client,
+                lambda i: ("GET", paths[i % len(paths)], None),
+                requests=10**9,
+                concurrency=args.connections,
+                max_seconds=args.seconds,
+            )
+        latencies.sort()
+        return Load(
+            rps=round(len(latencies) / seconds, 1),
+            p50_ms=round(percentile(latencies, 0.5) * 1000, 2),
+            p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+            errors=errors,
+        )
+
+    return asyncio.run(go())
+
+
+def _serve_supports_workers() -> bool:
+    helped = subprocess.run(
+        [sys.executable, "-m", "openevi.cli", "serve", "--help"], capture_output=True, text=True, check=False
+    )
+    return "--workers" in helped.stdout
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start:\n{log.read_text()}")
+
+
+class Processes:
+    """Server processes started for one measurement, always stopped."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+
+    def start(self, command: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        self.urls.append(url)
+        _wait_healthy(url, proc, log)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def start_openevi(server: ServerProcess, workers: int, builtin_workers: bool) -> Processes:
+    """`openevi serve --workers N` when the CLI has it; otherwise N separate processes (one port each)."""
+    started = Processes()
+    counts = [workers] if builtin_workers else [1] * workers
+    for count in counts:
+        port = free_port()
+        command = [sys.executable, "-m", "openevi.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if builtin_workers and count > 1:
+            command += ["--workers", str(count)]
+        started.start(command, server.env(), server.data_dir / "server.log", port)
+    return started
+
+
+def start_floor(database_url: str, data_dir: Path, workers: int) -> Processes:
+    started = Processes()
+    port = free_port()
+    env = {**os.environ, "FLOOR_DATABASE_URL": database_url}
+    command = [
+        sys.executable, "-m", "uvicorn", "benchmarks.rest_floor:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "warning", "--workers", str(workers),
+    ]  # fmt: skip
+    started.start(command, env, data_dir / "floor.log", port)
+    return started
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bench_floor(args: argparse.Namespace) -> int:
+    """openevi req/s, floor req/s and their ratio for each read, on SQLite (and PostgreSQL if given)."""
+    use_wrk = shutil.which("wrk") is not None and not args.httpx
+    drive = run_wrk if use_wrk else run_httpx
+    builtin_workers = _serve_supports_workers()
+    if args.workers > 1 and not use_wrk and not builtin_workers:
+        print("several processes without --workers need wrk", file=sys.stderr)
+        return 2
+    how = "`openevi serve --workers`" if builtin_workers else "separate `openevi serve` processes"
+    print(
+        f"client: {'wrk' if use_wrk else 'httpx'}, {args.connections} connections per server, {args.seconds}s per run; "
+        f"openevi workers: {args.workers} ({how}); load average at start: {load_average()}"
+    )
+    print(
+        "| database | scenario | workers | openevi req/s | floor req/s | ratio "
+        "| openevi p50/p99 ms | floor p50/p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    databases: list[tuple[str, str | None]] = [("sqlite", None)]
+    if args.postgres_url:
+        databases.append(("postgresql", fresh_postgres_database(args.postgres_url)))
+    failed = False
+    for database, url in databases:
+        with tempfile.TemporaryDirectory(prefix="openevi-bench-") as tmp:
+            server = ServerProcess(data_dir=Path(tmp), database_url=url, extra_env=REST_ONLY_ENV)
+            server.start()
+            try:
+                seeded = asyncio.run(_seed_only(server))
+            finally:
+                server.stop()
+            db_url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'openevi.db'}"
+            for scenario in args.only or READS:
+                paths = read_paths(seeded, scenario)
+                openevi = start_openevi(server, args.workers, builtin_workers)
+                try:
+                    drive(openevi.urls, paths, server.api_key, _warmup(args))
+                    ours = drive(openevi.urls, paths, server.api_key, args)
+                finally:
+                    openevi.stop()
+                floor = start_floor(db_url, Path(tmp), args.workers)
+                try:
+                    drive(floor.urls, paths, server.api_key, _warmup(args))
+                    theirs = drive(floor.urls, paths, server.api_key, args)
+                finally:
+                    floor.stop()
+                failed |= bool(ours.errors or theirs.errors)
+                ratio = ours.rps / theirs.rps if theirs.rps else float("nan")
+                print(
+                    f"| {database} | {scenario} | {args.workers} | {ours.rps:.0f} | {theirs.rps:.0f} | {ratio:.2f} "
+                    f"| {ours.p50_ms:.2f} / {ours.p99_ms:.2f} | {theirs.p50_ms:.2f} / {theirs.p99_ms:.2f} |"
+                    + (f" errors: {ours.errors} / {theirs.errors}" if ours.errors or theirs.errors else ""),
+                    flush=True,
+                )
+    print(f"load average at end: {load_average()}")
+    return 1 if failed else 0
+
+
+def _warmup(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "seconds": 2})
+
+
+async def _seed_only(server: ServerProcess) -> Seeded:
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers={"X-Hume-Api-Key": server.api_key}, timeout=30.0, trust_env=False
+    ) as client:
+        return await seed(client)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per scenario")
@@ -184,7 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", help="also run on this PostgreSQL server (a fresh database is made)")
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument("--floor", action="store_true", help="compare reads with the minimal FastAPI app")
+    parser.add_argument("--seconds", type=int, default=10, help="--floor: seconds per run")
+    parser.add_argument("--connections", type=int, default=4, help="--floor: connections per server")
+    parser.add_argument("--workers", type=int, default=1, help="--floor: server processes")
+    parser.add_argument("--httpx", action="store_true", help="--floor: use the httpx client even if wrk exists")
     args = parser.parse_args(argv)
+    if args.floor:
+        return bench_floor(args)
     if args.requests < 1 or not 1 <= args.concurrency <= 256:
         parser.error("--requests must be >= 1 and --concurrency 1..256")
 

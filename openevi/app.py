@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,18 +22,26 @@ from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.api.revocation import RevocationWatcher
 from openevi.audio.worker import ReconstructionWorker
 from openevi.bootstrap import announce, ensure_default_key
+from openevi.bus.base import ChatBus
 from openevi.bus.memory import MemoryBus
+from openevi.chat.instances import InstanceSweeper
+from openevi.chat.presence import SessionBus
 from openevi.chat.recovery import close_orphans, instance_id_for
 from openevi.chat.runtime import ChatRuntime, warm_up
+from openevi.chat.session import ChatSession
 from openevi.llm.registry import create_language_model
 from openevi.logging_setup import install_redaction
 from openevi.services.configs import ConfigRejected
 from openevi.settings import Settings
 from openevi.speech.asr.registry import create_asr
+from openevi.speech.asr.registry import provider_options as asr_options
 from openevi.speech.prosody.registry import create_prosody
 from openevi.speech.prosody.registry import provider_options as prosody_options
 from openevi.speech.tts.registry import create_tts
+from openevi.speech.tts.registry import provider_options as tts_options
 from openevi.speech.vad.registry import create_vad
+from openevi.storage import create_store
+from openevi.storage.spool import RecordingSpool
 from openevi.store import accounts
 from openevi.store.db import create_engine, migrate, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
@@ -120,6 +129,30 @@ def _optional(kind: str, make: Callable[[], T]) -> T | None:
         return None
 
 
+async def _create_bus(settings: Settings, instance_id: str) -> ChatBus:
+    """Redis when configured (live chats reachable from every instance), else this process only."""
+    if not settings.redis_url:
+        if settings.workers > 1:
+            log.warning("--workers > 1 without OPENEVI_REDIS_URL: each worker reaches only its own live chats")
+        return MemoryBus(instance_id=instance_id, observer_queue_max=settings.observer_queue_max)
+    from openevi.bus.redis import RedisBus  # only deployments with Redis need the client
+
+    bus = RedisBus(
+        settings.redis_url,
+        instance_id=instance_id,
+        lease_s=settings.instance_lease_s,
+        heartbeat_s=settings.instance_heartbeat_s,
+        ack_timeout_s=settings.bus_ack_timeout_s,
+        observer_queue_max=settings.observer_queue_max,
+    )
+    await bus.start()
+    return bus
+
+
+# At shutdown, how long uploads of just-ended chats' recordings may hold the exit (the rest resume at the next start).
+UPLOAD_DRAIN_S = 10.0
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the lifespan connects the store and makes the first key."""
     settings = settings or Settings()
@@ -140,25 +173,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.db = factory
         app.state.authenticator = Authenticator(factory, signing, settings.access_token_ttl_secs)
-        app.state.bus = MemoryBus()
+        instance_id = instance_id_for(settings.data_dir, settings.instance_id)
+        if settings.workers > 1:
+            # Worker processes share the data dir; each is an instance of its own.
+            instance_id = f"{instance_id}-{secrets.token_hex(4)}"
+        bus = await _create_bus(settings, instance_id)
+        sessions: dict[str, ChatSession] = {}
+        app.state.bus = SessionBus(bus, sessions)
         app.state.webhooks = WebhookDispatcher(factory, settings)
         app.state.webhooks.start()
+        # Recordings: written locally while chats run, handed to the store (maybe S3) when they end.
+        store = create_store(settings)
+        await store.start()
+        app.state.recording_store = store
+        spool = RecordingSpool(settings.data_dir / "recordings", store)
+        spool.resume()
         runtime = ChatRuntime(
             settings=settings,
             db=factory,
             bus=app.state.bus,
-            tts=create_tts(settings.tts_provider),
+            tts=create_tts(settings.tts_provider, **tts_options(settings.tts_provider, settings)),
             language_model=lambda spec, key: create_language_model(spec, settings, api_key=key),
             notify_webhooks=app.state.webhooks.notify,
-            instance_id=instance_id_for(settings.data_dir, settings.instance_id),
+            instance_id=instance_id,
+            sessions=sessions,
+            on_recording_finished=spool.finished,
             vad=_optional("vad", lambda: create_vad(settings.vad_provider)),
             asr=_optional(
                 "asr",
-                lambda: create_asr(
-                    settings.asr_provider,
-                    model=settings.asr_model,
-                    cache_dir=settings.data_dir / "models" / "whisper-base",
-                ),
+                lambda: create_asr(settings.asr_provider, **asr_options(settings.asr_provider, settings)),
             ),
             prosody=_optional(
                 "prosody",
@@ -175,19 +218,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.revocations.start()
         async with factory() as s, s.begin():
             app.state.audio_url_secret = await accounts.server_secret(s, "audio_urls")
-        app.state.reconstructions = ReconstructionWorker(factory, settings.data_dir / "recordings")
+        app.state.reconstructions = ReconstructionWorker(factory, store, settings.data_dir / "scratch")
         app.state.reconstructions.start()
         await close_orphans(runtime)
+        sweeper = InstanceSweeper(
+            runtime,
+            app.state.bus.instances_alive,
+            interval_s=settings.instance_heartbeat_s,
+            confirm_s=2 * settings.instance_heartbeat_s,
+        )
+        if settings.redis_url:
+            sweeper.start()
         warm = asyncio.create_task(warm_up(runtime), name="warm-up")
         log.info("openevi %s ready (database: %s)", __version__, engine.url.get_backend_name())
         try:
             yield
         finally:
             warm.cancel()
+            await sweeper.stop()
             await app.state.revocations.stop()
             await runtime.shutdown()
             await runtime.close_providers()
             await app.state.reconstructions.stop()
+            await spool.drain(timeout_s=UPLOAD_DRAIN_S)
+            await store.aclose()
             await app.state.webhooks.stop()
             await app.state.bus.close()
             await engine.dispose()

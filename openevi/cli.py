@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -49,15 +50,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level)  # redacts ?api_key= and the like from every log line
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=uvicorn_log_config(),
-        ws_max_size=16 * 1024 * 1024,
-        http=http_protocol(settings.http_header_timeout_s),
-    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": uvicorn_log_config(),
+        "ws_max_size": 16 * 1024 * 1024,
+    }
+    workers = getattr(args, "workers", None) or settings.workers
+    if workers > 1:
+        # Spawned workers read their settings from the environment: pass the flags on that way.
+        for name in ("host", "port", "data_dir", "database_url"):
+            value = getattr(settings, name)
+            if value is not None:
+                os.environ[f"OPENEVI_{name.upper()}"] = str(value)
+        os.environ["OPENEVI_WORKERS"] = str(workers)
+        uvicorn.run(
+            "openevi.workers:create_worker_app",
+            factory=True,
+            workers=workers,
+            http="openevi.workers:WorkerHttpProtocol",
+            **common,
+        )
+        return 0
+    uvicorn.run(create_app(settings), http=http_protocol(settings.http_header_timeout_s), **common)
     return 0
 
 
@@ -173,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the server")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the same port, each a full instance (default 1; env OPENEVI_WORKERS); "
+        "more than one needs OPENEVI_REDIS_URL and PostgreSQL or SQLite in WAL mode (docs/deploy.md)",
+    )
     store_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

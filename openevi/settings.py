@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,25 @@ class Settings(BaseSettings):
     asr_provider: str = "whisper"
     # Whisper model: whisper-base (shipped) | whisper-tiny.en (extra models-whisper-tiny) | a CTranslate2 dir.
     asr_model: str = "whisper-base"
+    # Speech offload (docs/providers.md "Remote speech"): provider "openai" speaks OpenAI's
+    # /v1/audio/transcriptions and /v1/audio/speech (OpenAI, vLLM, Speaches, Kokoro-FastAPI, ...).
+    # Base URLs are the server root or its /v1 URL; they are operator settings, trusted as such.
+    asr_language: str = Field(default="en", description="Language of speech input; empty: detect it.")
+    asr_base_url: str = "https://api.openai.com/v1"
+    asr_api_key: str | None = None
+    asr_remote_model: str = "whisper-1"
+    asr_connect_timeout_s: float = Field(default=5.0, gt=0)
+    asr_read_timeout_s: float = Field(default=30.0, gt=0)
+    tts_base_url: str = "https://api.openai.com/v1"
+    tts_api_key: str | None = None
+    tts_remote_model: str = "tts-1"
+    tts_remote_voice: str = Field(default="alloy", description="Remote voice for openevi voices not mapped.")
+    tts_remote_voices: str = Field(default="", description="'openevi voice=remote voice' pairs, comma-separated.")
+    tts_remote_format: str = Field(default="pcm", pattern="^(pcm|wav)$")
+    tts_remote_sample_rate: int = Field(default=24_000, ge=8000, le=192_000, description="Rate of raw pcm replies.")
+    tts_remote_speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    tts_connect_timeout_s: float = Field(default=5.0, gt=0)
+    tts_read_timeout_s: float = Field(default=30.0, gt=0)
     prosody_provider: str = "acoustic"  # emotion scores of user speech (openevi/speech/prosody/registry.py)
     # Prosody provider "onnx": a trained speech-emotion model you bring, its JSON label map (default:
     # the model path with .labels.json) and its input: waveform | waveform_normalized | features.
@@ -82,9 +101,31 @@ class Settings(BaseSettings):
         default=False, description="Short 'mm-hmm'/'yeah' turns while the assistant talks do not stop it."
     )
     instance_id: str | None = Field(default=None, description="Name of this instance (default: random).")
+    # Several instances (openevi/bus/redis.py, openevi/chat/instances.py; docs/deploy.md): with a Redis
+    # URL, live chats are reachable from every instance (control plane, observers) and an instance that
+    # dies has its chats closed by the others once its lease (refreshed every heartbeat) runs out.
+    redis_url: str | None = Field(default=None, description="redis:// URL shared by all instances.")
+    instance_lease_s: float = Field(default=15.0, gt=0)
+    instance_heartbeat_s: float = Field(default=5.0, gt=0)
+    # How long `send` waits for the owning instance to take a message before answering 404.
+    bus_ack_timeout_s: float = Field(default=2.0, gt=0)
+    # Messages buffered for an observer socket on another instance; one that falls further behind is closed.
+    observer_queue_max: int = Field(default=512, ge=1)
+    # `openevi serve --workers N`: N processes on one port, each a full instance with its own id.
+    workers: int = Field(default=1, ge=1)
     # Phone calls (openevi/api/twilio.py, docs/phone.md): with the Twilio account's auth token set,
     # voice-webhook requests must carry a valid X-Twilio-Signature.
     twilio_auth_token: str | None = Field(default=None, description="Twilio auth token: checks X-Twilio-Signature.")
+
+    # Recordings and reconstructions (openevi/storage; docs/deploy.md "Object storage"): a directory
+    # (default <data dir>/recordings) or s3://BUCKET/PREFIX on any S3-compatible store, whose credentials
+    # are the standard AWS_* variables (read as they are, without the OPENEVI_ prefix).
+    storage_url: str | None = Field(default=None, description="Directory or s3://BUCKET/PREFIX for recordings.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 API endpoint of stores other than AWS.")
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 
     # Limits and quotas (openevi/chat/limits.py, openevi/api/quotas.py; docs/security.md). Sizes are
     # UTF-8 bytes; a quota of 0 means unlimited.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.server import ServerProcess, database_url_for_tests
+from tests.support.seaweedfs import seaweedfs as seaweedfs  # the S3 server fixture (session-wide)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ The route only authenticates, opens the chat and moves frames; the ChatSession d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -19,10 +20,12 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError, error_body
 from openevi.api.quotas import ChatAdmission
+from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
 from openevi.chat import messages as msg
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import USER_ENDED, ChatSession
+from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
 
 log = logging.getLogger("openevi.api.chat_ws")
@@ -215,7 +218,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         await pump
     except Exception:
         log.exception("chat %s failed", session.chat_id)
-        await session.close("ERROR", reason="internal error")
+        await session.close(ChatStatus.ERROR, reason="internal error")
         raise
     finally:
         # The client went away (or the chat ended itself): the chat ends here.
@@ -225,15 +228,82 @@ async def chat_socket(websocket: WebSocket) -> None:
 @router.websocket("/v0/evi/chat/{chat_id}/connect")
 async def control_socket(websocket: WebSocket, chat_id: str) -> None:
     runtime: ChatRuntime = websocket.app.state.chat_runtime
+    bus: ChatBus = websocket.app.state.bus
+    not_live = Refused(404, "chat_not_live", f"No live chat with id {chat_id}")
+    not_allowed = Refused(403, "connection_not_allowed", "This chat was not started with allow_connection=true")
     try:
         principal = await _authenticate(websocket)
         session = runtime.sessions.get(chat_id)
-        if session is None or session.account_id != principal.account_id or session.status is not None:
-            raise Refused(404, "chat_not_live", f"No live chat with id {chat_id}")
-        if not session.allow_connection:
-            raise Refused(403, "connection_not_allowed", "This chat was not started with allow_connection=true")
+        if session is None:
+            # Live on another instance, maybe: observe it through the bus.
+            live = await bus.locate(chat_id)
+            if live is None or live.account_id != principal.account_id:
+                raise not_live
+            if not live.allow_connection:
+                raise not_allowed
+        elif session.account_id != principal.account_id or session.status is not None:
+            raise not_live
+        elif not session.allow_connection:
+            raise not_allowed
     except Refused as refused:
         await _refuse(websocket, refused)
         return
-    await websocket.accept()
-    await _pump(websocket, session, session.subscribe(), observer=True)
+    if session is not None:
+        await websocket.accept()
+        await _pump(websocket, session, session.subscribe(), observer=True)
+        return
+    max_bytes = runtime.settings.chat_max_message_bytes
+    async with bus.observe(chat_id) as stream:  # subscribed before the client hears it joined
+        await websocket.accept()
+        await _pump_remote(websocket, bus, chat_id, stream, max_bytes=max_bytes)
+
+
+async def _pump_remote(
+    websocket: WebSocket, bus: ChatBus, chat_id: str, stream: asyncio.Queue[Observed], *, max_bytes: int
+) -> None:
+    """An observer of a chat that lives on another instance: its stream in, `send` through the bus out."""
+
+    def tell(code: tuple[str, str], message: str) -> None:
+        # Only this observer is told (as with a local observer); a full queue is about to cut it off anyway.
+        with contextlib.suppress(asyncio.QueueFull):
+            stream.put_nowait(msg.error(code=code[0], slug=code[1], message=message, request_id=""))
+
+    async def writer() -> None:
+        while not isinstance(item := await stream.get(), StreamEnd):
+            await websocket.send_text(json.dumps(item, separators=(",", ":")))
+        if websocket.client_state == WebSocketState.CONNECTED:
+            await websocket.close(code=item.code, reason=item.reason)
+
+    async def reader() -> None:
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                return
+            raw = frame.get("text")
+            if raw is None:
+                if frame.get("bytes") is not None:
+                    tell(("E0103", "audio_not_allowed"), "Control-plane sockets cannot send audio")
+                continue
+            if len(raw) > max_bytes:
+                tell(msg.E_MESSAGE_TOO_LARGE, "Message too large")
+                continue
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                data = None
+            if not isinstance(data, dict):
+                tell(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
+            elif data.get("type") == "audio_input":
+                tell(("E0103", "audio_not_allowed"), "Control-plane sockets cannot send audio")
+            elif not await bus.publish(chat_id, data):
+                return  # the chat is over; its stream's end closes nothing more
+
+    tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 from openevi.api.deps import Caller, Db, PageDep
+from openevi.schemas.chat_types import ChatStatus
 from openevi.services.chat_views import chat_view, event_view, group_summary, group_view
 from openevi.services.views import paged
 from openevi.store import chats
@@ -15,7 +16,6 @@ from openevi.store.chats import PageQuery
 
 router = APIRouter(prefix="/v0/evi", tags=["chats"])
 
-ChatStatus = Literal["ACTIVE", "USER_ENDED", "USER_TIMEOUT", "MAX_DURATION_TIMEOUT", "INACTIVITY_TIMEOUT", "ERROR"]
 Ascending = Annotated[bool, Query()]
 # The spec types the filter as a uuid; config ids are uuids, so anything else is a 422, not an empty page.
 ConfigId = Annotated[UUID | None, Query()]

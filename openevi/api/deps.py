@@ -12,11 +12,13 @@ from openevi.api.auth import Authenticator, Principal
 from openevi.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are `async def` even where they do not await: FastAPI runs a plain `def` one in
+# its thread pool, a thread round trip on every request.
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
     return cast(async_sessionmaker[AsyncSession], request.app.state.db)
 
 
@@ -42,7 +44,7 @@ class Page:
     size: int
 
 
-def get_page(
+async def get_page(
     page_number: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Page:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.api.auth import Principal
+from openevi.api.deps import Page
 from openevi.api.versioned import VersionedResource, versioned_router
 from openevi.schemas import rest
 from openevi.services import configs
@@ -109,6 +110,23 @@ async def _render_configs(s: AsyncSession, caller: Principal, items: list[Versio
     return await configs.render_configs(s, account_id=caller.account_id, configs=items)
 
 
+async def _read_config(s: AsyncSession, caller: Principal, id: str, version: int) -> dict[str, Any]:
+    return await configs.load_config(s, account_id=caller.account_id, config_id=id, version=version)
+
+
+async def _read_config_page(
+    s: AsyncSession, caller: Principal, page: Page, most_recent: bool, filters: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int]:
+    return await configs.load_config_page(
+        s,
+        account_id=caller.account_id,
+        page_number=page.number,
+        page_size=page.size,
+        restrict_to_most_recent=most_recent,
+        **filters,
+    )
+
+
 prompts_router = versioned_router(
     VersionedResource(
         kind="prompt",
@@ -146,5 +164,7 @@ configs_router = versioned_router(
         create=_create_config,
         create_version=_create_config_version,
         render=_render_configs,
+        read_one=_read_config,
+        read_page=_read_config_page,
     )
 )

@@ -16,6 +16,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.api.quotas import ChatAdmission, LiveChat
+from openevi.schemas.chat_types import ChatStatus
 from openevi.store import usage
 
 log = logging.getLogger("openevi.api.revocation")
@@ -23,7 +24,7 @@ log = logging.getLogger("openevi.api.revocation")
 E_REVOKED = ("E0106", "api_key_revoked")
 CLOSE_CODE = 1008
 CLOSE_REASON = "API key revoked"
-END_STATUS = "ERROR"
+END_STATUS = ChatStatus.ERROR
 
 
 class RevocationWatcher:

@@ -4,16 +4,17 @@ Each resource supplies its body models and three hooks; the nine operations are 
 No `from __future__ import annotations` here: FastAPI must see the body classes passed in.
 """
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.api.auth import Principal
-from openevi.api.deps import Caller, Db, MostRecent, PageDep, SettingsDep
+from openevi.api.deps import Caller, Db, MostRecent, Page, PageDep, SettingsDep
 from openevi.schemas.rest import PostedVersionDescription
 from openevi.services.views import paged
 from openevi.settings import Settings
@@ -24,6 +25,11 @@ from openevi.store.resources import Kind, Versioned
 Create = Callable[[AsyncSession, Principal, Any, Settings], Awaitable[dict[str, Any]]]
 CreateVersion = Callable[[AsyncSession, Principal, str, Any, Settings], Awaitable[dict[str, Any]]]
 Render = Callable[[AsyncSession, Principal, list[Versioned]], Awaitable[list[dict[str, Any]]]]
+# Reads that fetch and render in one go (configs: with their references in one query); NotFoundError
+# when absent. (session, caller, id, version) → view; (session, caller, page, most_recent, filters) →
+# (views, total).
+ReadOne = Callable[[AsyncSession, Principal, str, int], Awaitable[dict[str, Any]]]
+ReadPage = Callable[[AsyncSession, Principal, Page, bool, dict[str, Any]], Awaitable[tuple[list[dict[str, Any]], int]]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,18 @@ class VersionedResource:
     create: Create
     create_version: CreateVersion
     render: Render
+    read_one: ReadOne | None = None
+    read_page: ReadPage | None = None
+
+
+def json_response(view: dict[str, Any]) -> Response:
+    """The view serialized once, as Starlette's JSONResponse would. Returning a Response skips
+    FastAPI's validation and re-encoding of the dict against the declared `response_model`: views
+    are built from stored, already-validated JSON, so both passes would only copy it."""
+    return Response(
+        json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+        media_type="application/json",
+    )
 
 
 def versioned_router(res: VersionedResource) -> APIRouter:
@@ -49,41 +67,53 @@ def versioned_router(res: VersionedResource) -> APIRouter:
     VersionBody = res.version_body
     NameBody = res.name_body
 
-    async def page_of(caller: Principal, db: Any, page: Any, most_recent: bool, **filters: Any) -> dict[str, Any]:
+    async def read_page(
+        s: AsyncSession, caller: Principal, page: Page, most_recent: bool, filters: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int]:
+        items, total = await resources.list_page(
+            s,
+            account_id=caller.account_id,
+            kind=kind,
+            page_number=page.number,
+            page_size=page.size,
+            restrict_to_most_recent=most_recent,
+            **filters,
+        )
+        return await res.render(s, caller, items), total
+
+    async def read_one(s: AsyncSession, caller: Principal, id: str, version: int) -> dict[str, Any]:
+        found = await resources.get_version(s, account_id=caller.account_id, kind=kind, resource_id=id, version=version)
+        return (await res.render(s, caller, [found]))[0]
+
+    read_page_of = res.read_page or read_page
+    read_one_of = res.read_one or read_one
+
+    async def page_of(caller: Principal, db: Any, page: Page, most_recent: bool, **filters: Any) -> Response:
         async with db() as s:
-            if filters.get("resource_id"):
+            views, total = await read_page_of(s, caller, page, most_recent, filters)
+            if not views and filters.get("resource_id"):  # an empty page of an unknown id is a 404
                 await resources.head(s, account_id=caller.account_id, kind=kind, resource_id=filters["resource_id"])
-            items, total = await resources.list_page(
-                s,
-                account_id=caller.account_id,
-                kind=kind,
-                page_number=page.number,
-                page_size=page.size,
-                restrict_to_most_recent=most_recent,
-                **filters,
-            )
-            views = await res.render(s, caller, items)
-        return paged(res.page_key, views, page_number=page.number, page_size=page.size, total=total)
+        return json_response(paged(res.page_key, views, page_number=page.number, page_size=page.size, total=total))
 
     @router.post("", status_code=201, operation_id=f"create-{kind}")
     async def create(body: CreateBody, caller: Caller, db: Db, settings: SettingsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         async with transaction(db) as s:
             return await res.create(s, caller, body, settings)
 
-    @router.get("", operation_id=f"list-{res.plural}")
+    @router.get("", operation_id=f"list-{res.plural}", response_model=dict[str, Any])
     async def list_all(
         caller: Caller,
         db: Db,
         page: PageDep,
         restrict_to_most_recent: MostRecent = True,
         name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         return await page_of(caller, db, page, restrict_to_most_recent, name=name)
 
-    @router.get("/{id}", operation_id=f"list-{kind}-versions")
+    @router.get("/{id}", operation_id=f"list-{kind}-versions", response_model=dict[str, Any])
     async def list_versions(
         id: str, caller: Caller, db: Db, page: PageDep, restrict_to_most_recent: MostRecent = True
-    ) -> dict[str, Any]:
+    ) -> Response:
         return await page_of(caller, db, page, restrict_to_most_recent, resource_id=id)
 
     @router.post("/{id}", status_code=201, operation_id=f"create-{kind}-version")
@@ -109,13 +139,11 @@ def versioned_router(res: VersionedResource) -> APIRouter:
             await resources.delete_all(s, account_id=caller.account_id, kind=kind, resource_id=id)
         return {}
 
-    @router.get("/{id}/version/{version}", operation_id=f"get-{kind}-version")
-    async def get_version(id: str, version: int, caller: Caller, db: Db) -> dict[str, Any]:
+    @router.get("/{id}/version/{version}", operation_id=f"get-{kind}-version", response_model=dict[str, Any])
+    async def get_version(id: str, version: int, caller: Caller, db: Db) -> Response:
         async with db() as s:
-            found = await resources.get_version(
-                s, account_id=caller.account_id, kind=kind, resource_id=id, version=version
-            )
-            return (await res.render(s, caller, [found]))[0]
+            view = await read_one_of(s, caller, id, version)
+        return json_response(view)
 
     @router.patch("/{id}/version/{version}", operation_id=f"update-{kind}-description")
     async def update_description(

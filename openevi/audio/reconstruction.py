@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from openevi.audio.recorder import ASSISTANT_TRACK, USER_TRACK
+from openevi.audio.recorder import ASSISTANT_TRACK, META, USER_TRACK
 
 OUTPUT_RATE = 24000
 RECONSTRUCTION = "reconstruction.wav"
@@ -33,9 +33,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 def reconstruct(directory: Path) -> Path:
     """Write `reconstruction.wav` (24 kHz mono) from the tracks in `directory`; returns its path."""
-    if not directory.is_dir() or not (directory / "meta.json").exists():
+    if not directory.is_dir() or not (directory / META).exists():
         raise ReconstructionError("no finished recording for this chat")
-    json.loads((directory / "meta.json").read_text())
+    json.loads((directory / META).read_text())
     tracks = []
     for name in (USER_TRACK, ASSISTANT_TRACK):
         samples, rate = _read(directory / name)

@@ -2,7 +2,9 @@
 
 User audio (16 kHz, as heard by the listener) and assistant audio (the TTS rate, as sent) go to
 separate tracks; each track is padded with silence so that sample N sits at N / rate seconds after
-the chat started. Reconstruction mixes the tracks later.
+the chat started. Writing is plain local file appends; once the chat ends and `meta.json` is written,
+`on_finished` hands the directory over (openevi/storage/spool.py uploads it to the recording store).
+Reconstruction mixes the tracks later.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ log = logging.getLogger("openevi.audio.recorder")
 
 USER_TRACK = "user.wav"
 ASSISTANT_TRACK = "assistant.wav"
+META = "meta.json"
 
 
 class _Track:
@@ -72,8 +76,16 @@ class _Track:
 class ChatRecorder:
     """Writes a chat's two tracks under `recordings/<chat_id>/` as the chat goes."""
 
-    def __init__(self, directory: Path, *, user_rate: int = 16000, assistant_rate: int = 24000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        user_rate: int = 16000,
+        assistant_rate: int = 24000,
+        on_finished: Callable[[Path], None] | None = None,
+    ) -> None:
         self.directory = directory
+        self._on_finished = on_finished
         self._user = _Track(directory / USER_TRACK, user_rate)
         self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate)
         self._closed = False
@@ -99,9 +111,12 @@ class ChatRecorder:
         meta = {"user_rate": self._user.rate, "assistant_rate": self._assistant.rate}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            (self.directory / "meta.json").write_text(json.dumps(meta))
+            (self.directory / META).write_text(json.dumps(meta))
         except OSError as exc:
             log.error("cannot finish the recording in %s: %s", self.directory, exc)
+            return
+        if self._on_finished is not None:
+            self._on_finished(self.directory)
 
     @property
     def open_files(self) -> int:

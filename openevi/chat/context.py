@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openevi.chat.expressions import expression_suffix, snake_name
 from openevi.chat.messages import wire_scores
 from openevi.llm.base import Message, ToolCall
-from openevi.store.models import ChatEvent
+
+if TYPE_CHECKING:
+    from openevi.chat.ports import PastEvent
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a warm, kind voice assistant talking with someone. Your words are spoken aloud, so answer in "
@@ -18,7 +21,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "feeling or a problem, first say you understand how they feel, then offer one gentle, practical idea "
     "or ask what would help. Answer questions directly and truthfully; if you don't know, say so. Kindly "
     "refuse anything dangerous, illegal or hurtful in one sentence. Words in curly braces after the "
-    "user's words describe their tone of voice: let them guide how you respond, but never repeat them."
+    "user's words describe their tone of voice; match your tone to it and do not mention it."
 )
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
@@ -123,7 +126,7 @@ CONTEXT_EVENT_TYPES = frozenset({"USER_MESSAGE", "AGENT_MESSAGE", "FUNCTION_CALL
 """The stored event types a resumed chat's context is rebuilt from (what `event_limit` counts)."""
 
 
-def rebuild_history(events: list[ChatEvent]) -> list[Message]:
+def rebuild_history(events: Sequence[PastEvent]) -> list[Message]:
     """A conversation history from stored chat events (for `resumed_chat_group_id`)."""
     convo = Conversation(max_history=10_000)
     calls: dict[str, ToolCall] = {}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from openevi.audio.decode import AudioDecoder, DecodeError
+from openevi.chat.config import TurnDetection
 from openevi.chat.turn_detection import (
     SilenceStarted,
     SpeechOngoing,
@@ -79,7 +80,7 @@ class Listener:
         vad: VoiceActivityDetector,
         asr: SpeechRecognizer,
         prosody: ProsodyModel | None,
-        turn_detection: dict[str, Any],
+        turn_detection: TurnDetection,
         min_interruption_ms: int,
         verbose: bool,
         on_turn: Callable[[HeardTurn], Awaitable[None]],
@@ -97,9 +98,9 @@ class Listener:
         self._asr = asr
         self._prosody = prosody
         self._detector = TurnDetector(
-            threshold=float(turn_detection.get("speech_detection_threshold") or 0.5),
-            prefix_padding_ms=int(turn_detection.get("prefix_padding_ms") or 0),
-            end_of_turn_silence_ms=int(turn_detection.get("end_of_turn_silence_ms") or 800),
+            threshold=turn_detection.speech_detection_threshold,
+            prefix_padding_ms=turn_detection.prefix_padding_ms,
+            end_of_turn_silence_ms=turn_detection.end_of_turn_silence_ms,
             sample_rate=self.sample_rate,
             frame_samples=self._frame,
         )
@@ -206,8 +207,10 @@ class Listener:
         if audio.size == 0:
             return
         transcript = asyncio.create_task(self._asr.transcribe(audio))
-        transcript.add_done_callback(lambda t: None if t.cancelled() else self._mark("asr_done"))
+        transcript.add_done_callback(self._transcribed)
         emotions = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
+        if emotions is not None:
+            emotions.add_done_callback(_retrieve)
         spec = _Speculation(audio.size, transcript, emotions)
         self._speculation = spec
         if self._on_early is not None:
@@ -246,6 +249,7 @@ class Listener:
                 self._on_interim(result.text.strip(), begin_ms, begin_ms + audio.size * 1000 // self.sample_rate)
 
         self._interim = asyncio.create_task(run())
+        self._interim.add_done_callback(_retrieve)
 
     async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int, *, interrupting: bool) -> None:
         spec, self._speculation = self._speculation, None
@@ -273,6 +277,11 @@ class Listener:
             return  # a cough or a click: VAD said speech, the recognizer heard no words
         await self._on_turn(HeardTurn(text, begin_ms, end_ms, emotions, transcript.language, interrupting))
 
+    def _transcribed(self, task: asyncio.Task[Transcript]) -> None:
+        _retrieve(task)  # a failed speculation is reported (once) when the turn is finished
+        if not task.cancelled() and task.exception() is None:
+            self._mark("asr_done")
+
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -289,3 +298,9 @@ class Listener:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a background task's failure as seen (it is reported where its result is used, if at all)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("background speech task failed: %s", task.exception())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from openevi.chat.lifecycle import ChatEnd, store_chat_end
+from openevi.chat.ports import ChatEnd
 from openevi.chat.runtime import ChatRuntime
+from openevi.chat.stored_history import store_chat_end
+from openevi.schemas.chat_types import ChatStatus
 from openevi.services.configs import load_config
 from openevi.store import chats
 from openevi.store.db import new_id, now_ms, transaction
@@ -53,7 +55,7 @@ async def close_orphans(runtime: ChatRuntime) -> int:
                     webhooks=webhooks,
                     started_ms=chat.start_timestamp,
                     ended_ms=now_ms(),
-                    status="ERROR",
+                    status=ChatStatus.ERROR,
                     message="server restarted",
                 ),
             )

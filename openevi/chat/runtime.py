@@ -7,12 +7,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.bus.base import ChatBus
 from openevi.llm.base import LanguageModel
+from openevi.schemas.chat_types import ChatStatus
 from openevi.settings import Settings
 from openevi.speech.asr.base import SpeechRecognizer
 from openevi.speech.prosody.base import ProsodyModel
@@ -38,6 +40,8 @@ class ChatRuntime:
     tts: TextToSpeech
     language_model: LanguageModelFactory
     notify_webhooks: Callable[[], None] = lambda: None
+    # A chat's recording directory is finished (openevi/storage/spool.py uploads it to the store).
+    on_recording_finished: Callable[[Path], None] = lambda _: None
     # Speech input; None when the provider could not be created (chats then take text only).
     vad: VoiceActivityDetector | None = None
     asr: SpeechRecognizer | None = None
@@ -49,7 +53,7 @@ class ChatRuntime:
         """End every live chat (the server is stopping)."""
         live = list(self.sessions.values())
         if live:
-            await asyncio.gather(*(s.close("USER_ENDED", reason="server shutting down") for s in live))
+            await asyncio.gather(*(s.close(ChatStatus.USER_ENDED, reason="server shutting down") for s in live))
 
     async def close_providers(self) -> None:
         """Release the speech models' threads and sessions (the app lifespan owns them)."""

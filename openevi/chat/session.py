@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -22,49 +23,73 @@ import soxr
 from pydantic import ValidationError
 
 from openevi.audio.recorder import ChatRecorder
-from openevi.chat import lifecycle
 from openevi.chat import messages as msg
+from openevi.chat.config import ChatConfig
 from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_history
-from openevi.chat.eventlog import EventLog
 from openevi.chat.limits import ChatLimits
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
+from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, OutboundMessage, PhoneCaller
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
 from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
+from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 from openevi.speech.voices import Voice, resolve_voice
-from openevi.store import chats
-from openevi.store.db import new_id, now_ms
+from openevi.store.db import now_ms
 
 log = logging.getLogger("openevi.chat.session")
 
-INACTIVITY_TIMEOUT = "INACTIVITY_TIMEOUT"
-MAX_DURATION_TIMEOUT = "MAX_DURATION_TIMEOUT"
-USER_ENDED = "USER_ENDED"
-ERROR = "ERROR"
+# Kept for callers that name statuses by these constants.
+INACTIVITY_TIMEOUT = ChatStatus.INACTIVITY_TIMEOUT
+MAX_DURATION_TIMEOUT = ChatStatus.MAX_DURATION_TIMEOUT
+USER_ENDED = ChatStatus.USER_ENDED
+ERROR = ChatStatus.ERROR
+
+
+class Phase(Enum):
+    """Where a chat is. `speaking` (a turn running or its audio still playing) is orthogonal."""
+
+    NEW = "new"  # built, not started
+    STARTING = "starting"  # metadata sent; resumed history and connect-time settings being applied
+    OPEN = "open"  # listening and answering
+    PAUSED = "paused"  # listening, not answering (pause_assistant_message)
+    ENDED = "ended"
+
+
+_NEXT: dict[Phase, frozenset[Phase]] = {
+    Phase.NEW: frozenset({Phase.STARTING, Phase.ENDED}),
+    Phase.STARTING: frozenset({Phase.OPEN, Phase.ENDED}),
+    Phase.OPEN: frozenset({Phase.PAUSED, Phase.ENDED}),
+    Phase.PAUSED: frozenset({Phase.OPEN, Phase.ENDED}),
+    Phase.ENDED: frozenset(),
+}
 
 
 class ChatSession:
-    """The state machine of one chat."""
+    """The state machine of one chat (see `Phase`)."""
 
     def __init__(
         self,
         runtime: ChatRuntime,
         *,
         account_id: str,
-        config: dict[str, Any] | None,
+        config: ChatConfig,
+        history: ChatHistory,
         chat_id: str,
         chat_group_id: str,
         started_ms: int,
         allow_connection: bool,
         verbose_transcription: bool,
+        phone_caller: PhoneCaller | None = None,
     ) -> None:
         self.runtime = runtime
         self.account_id = account_id
-        self.config = config or {}
+        self.config = config
+        self.history = history
+        self.phone_caller = phone_caller
         self.chat_id = chat_id
         self.chat_group_id = chat_group_id
         self.started_ms = started_ms
@@ -76,23 +101,22 @@ class ChatSession:
         self.audio_format: p.AudioConfiguration | None = None
         self.metadata: dict[str, Any] | None = None
         self.voice: Voice = self._config_voice()
-        self.conversation = Conversation(base_prompt=(self.config.get("prompt") or {}).get("text"))
+        self.conversation = Conversation(base_prompt=config.prompt_text)
         self.tools = ToolSet(web_search_available=bool(runtime.settings.web_search_url))
-        for tool in self.config.get("tools", []):
+        for tool in config.tools:
             self.tools.add_function(
-                name=tool["name"],
-                parameters=tool["parameters"],
-                description=tool.get("description"),
-                fallback_content=tool.get("fallback_content"),
+                name=tool.name,
+                parameters=tool.parameters,
+                description=tool.description,
+                fallback_content=tool.fallback_content,
             )
-        for builtin in self.config.get("builtin_tools", []):
-            self.tools.add_builtin(builtin["name"], builtin.get("fallback_content"))
-        self.paused = False
+        for builtin in config.builtin_tools:
+            self.tools.add_builtin(builtin.name, builtin.fallback_content)
+        self.phase = Phase.NEW
         self.unanswered_while_paused = False
-        self.status: str | None = None  # set once the chat has ended
+        self.status: ChatStatus | None = None  # set once the chat has ended
         self.errors: list[dict[str, Any]] = []
-        self.events = EventLog(runtime.db, chat_id=chat_id, on_deliveries=runtime.notify_webhooks)
-        self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self.outbound = Fanout()
         self._inbound = asyncio.Lock()
         self._turn: asyncio.Task[TurnOutcome] | None = None
         self._turn_obj: AssistantTurn | None = None
@@ -116,21 +140,27 @@ class ChatSession:
 
     # --- outbound -------------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        return queue
+    @property
+    def paused(self) -> bool:
+        return self.phase is Phase.PAUSED
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
+    def _enter(self, phase: Phase) -> None:
+        if phase not in _NEXT[self.phase]:
+            raise RuntimeError(f"chat {self.chat_id}: no transition {self.phase.value} → {phase.value}")
+        self.phase = phase
 
-    def emit(self, message: dict[str, Any]) -> None:
+    def subscribe(self) -> asyncio.Queue[OutboundMessage | None]:
+        """A socket's view of the chat's outbound stream (None: the chat is over)."""
+        return self.outbound.subscribe()
+
+    def unsubscribe(self, queue: asyncio.Queue[OutboundMessage | None]) -> None:
+        self.outbound.unsubscribe(queue)
+
+    def emit(self, message: OutboundMessage) -> None:
         """Send a message to every socket of this chat, in order."""
         if self.custom_session_id is not None:
             message["custom_session_id"] = self.custom_session_id
-        for queue in self._subscribers:
-            queue.put_nowait(message)
+        self.outbound.send(message)
 
     def emit_error(self, code: tuple[str, str], message: str) -> None:
         self.emit(msg.error(code=code[0], slug=code[1], message=message, request_id=self.request_id))
@@ -140,39 +170,31 @@ class ChatSession:
 
     # --- history ----------------------------------------------------------------------------
 
-    def record(self, role: str, type_: str, text: str | None = None, **fields: Any) -> str:
+    def record(
+        self,
+        role: EventRole,
+        type_: EventType,
+        text: str | None = None,
+        *,
+        emotion_features: str | None = None,
+        metadata: str | None = None,
+        related_event_id: str | None = None,
+    ) -> str:
         """Store an event (in order, off the hot path); returns its id."""
-        timestamp = now_ms()
-        event_id = new_id()
-        self.limits.charge(text, fields.get("emotion_features"), fields.get("metadata"))
-
-        async def write(session: Any) -> bool:
-            await chats.append_event(
-                session,
-                chat_id=self.chat_id,
-                role=role,
-                type=type_,
-                message_text=text,
-                timestamp=timestamp,
-                event_id=event_id,
-                **fields,
-            )
-            return False
-
-        self.events.submit(write)
-        return event_id
+        self.limits.charge(text, emotion_features, metadata)
+        return self.history.record(
+            role,
+            type_,
+            text,
+            emotion_features=emotion_features,
+            metadata=metadata,
+            related_event_id=related_event_id,
+        )
 
     def record_error(self, code: tuple[str, str], message: str) -> None:
         """Errors go into the chat's metadata: the spec's event types have no error type."""
         self.errors.append({"code": code[0], "slug": code[1], "message": message, "timestamp": now_ms()})
-        metadata = json.dumps({"errors": self.errors[-20:]})
-
-        async def write(session: Any) -> bool:
-            chat = await chats.get_chat(session, account_id=self.account_id, chat_id=self.chat_id)
-            chat.chat_metadata = metadata
-            return False
-
-        self.events.submit(write)
+        self.history.record_errors(self.errors[-20:])
 
     def measure_assistant(
         self, message_id: str, event_id: str, pcm: bytes, rate: int, text: str
@@ -195,8 +217,8 @@ class ChatSession:
                 return
             self.emit(msg.assistant_prosody(message_id=message_id, scores=scores))
             self.record(
-                "AGENT",
-                "ASSISTANT_PROSODY",
+                EventRole.AGENT,
+                EventType.ASSISTANT_PROSODY,
                 None,
                 emotion_features=json.dumps(msg.wire_scores(scores)),
                 related_event_id=event_id,
@@ -211,15 +233,15 @@ class ChatSession:
 
     def language_model(self) -> LanguageModel:
         if self._llm is None:
-            self._llm = self.runtime.language_model(self.config.get("language_model"), self.language_model_api_key)
+            self._llm = self.runtime.language_model(self.config.language_model, self.language_model_api_key)
         return self._llm
 
     @property
     def temperature(self) -> float | None:
-        return (self.config.get("language_model") or {}).get("temperature")
+        return self.config.temperature
 
     def _config_voice(self) -> Voice:
-        configured = self.config.get("voice") or {}
+        configured = self.config.voice or {}
         # Never fails: Hume Voice Library and custom voices are spoken by a mapped local voice.
         return resolve_voice(
             voice_id=configured.get("id"), name=configured.get("name"), provider=configured.get("provider")
@@ -229,10 +251,12 @@ class ChatSession:
 
     async def start(self, *, resumed: bool, session_settings: dict[str, Any] | None) -> None:
         """Begin: metadata first, then the system prompt event, timers and the greeting."""
-        self.events.start()
+        self._enter(Phase.STARTING)
+        self.history.start()
         self.recorder = ChatRecorder(
             self.runtime.settings.data_dir / "recordings" / self.chat_id,
             assistant_rate=self.runtime.tts.sample_rate,
+            on_finished=self.runtime.on_recording_finished,
         )
         self.runtime.sessions[self.chat_id] = self
         await self.runtime.bus.register(self.chat_id, self.handle_control)
@@ -248,9 +272,7 @@ class ChatSession:
                 else None
             )
             if resumed:
-                async with self.runtime.db() as s:
-                    events = await chats.all_group_events(s, account_id=self.account_id, group_id=self.chat_group_id)
-                earlier = [e for e in events if e.chat_id != self.chat_id and e.type in CONTEXT_EVENT_TYPES]
+                earlier = [e for e in await self.history.earlier_events() if e.type in CONTEXT_EVENT_TYPES]
                 if settings is not None and settings.event_limit is not None:
                     # event_limit: only the group's most recent messages rebuild the context.
                     earlier = earlier[len(earlier) - settings.event_limit :] if settings.event_limit else []
@@ -259,20 +281,24 @@ class ChatSession:
                 self.emit_error(*refusal)
             elif settings is not None:
                 await self._apply_settings(settings)
-            self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
+            self.record(EventRole.SYSTEM, EventType.SYSTEM_PROMPT, self.conversation.system_prompt)
             self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
-            greeting = (self.config.get("event_messages") or {}).get("on_new_chat") or {}
-            if greeting.get("enabled") and not resumed:
+            if self.phase is not Phase.STARTING:
+                return  # ended while starting
+            self._enter(Phase.OPEN)
+            greeting = self.config.on_new_chat
+            if greeting.enabled and not resumed:
                 await self._start_turn(
-                    speak=greeting.get("text"),
+                    speak=greeting.text,
                     instruction="Greet the user warmly in one short sentence to open the conversation.",
                 )
 
-    async def close(self, status: str, *, reason: str = "") -> None:
+    async def close(self, status: ChatStatus, *, reason: str = "") -> None:
         """End the chat: stop the turn and timers, store the end, tell the sockets."""
         if self.status is not None:
             return
         self.status = status
+        self._enter(Phase.ENDED)
         await self._cancel_turn(record_interruption=False)
         for timer in self._timers:
             if timer is not asyncio.current_task():
@@ -283,21 +309,29 @@ class ChatSession:
             task.cancel()
         await self.runtime.bus.unregister(self.chat_id)
         self.runtime.sessions.pop(self.chat_id, None)
-        end = lifecycle.session_end(self, status=status, ended_ms=now_ms(), message=reason or status)
-
-        async def finish(session: Any) -> bool:
-            return await lifecycle.store_chat_end(session, end) > 0
-
-        self.events.submit(finish)
+        self.history.end(
+            ChatEnd(
+                account_id=self.account_id,
+                chat_id=self.chat_id,
+                chat_group_id=self.chat_group_id,
+                config_id=self.config.id,
+                webhooks=list(self.config.webhooks),
+                started_ms=self.started_ms,
+                ended_ms=now_ms(),
+                status=status,
+                message=reason or status,
+                custom_session_id=self.custom_session_id,
+                caller=self.phone_caller,
+            )
+        )
         if self.listener is not None:
             await self.listener.aclose()
         if self.recorder is not None:
             self.recorder.close()
-        await self.events.close()
+        await self.history.close()
         if self._llm is not None:
             await self._llm.aclose()
-        for queue in self._subscribers:
-            queue.put_nowait(None)
+        self.outbound.close()
         self.closed.set()
 
     # --- inbound ----------------------------------------------------------------------------
@@ -432,7 +466,7 @@ class ChatSession:
             )
         )
         features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
-        self.record("USER", "USER_MESSAGE", text, emotion_features=features)
+        self.record(EventRole.USER, EventType.USER_MESSAGE, text, emotion_features=features)
         if to_model:
             self.conversation.add_user(text, emotions=emotions)
 
@@ -474,9 +508,9 @@ class ChatSession:
         if s.custom_session_id is not None:
             self.custom_session_id = s.custom_session_id
         shown = s.model_dump(mode="json", exclude_unset=True, exclude={"language_model_api_key"})
-        self.record("USER", "SESSION_SETTINGS", json.dumps(shown))
+        self.record(EventRole.USER, EventType.SESSION_SETTINGS, json.dumps(shown))
         if "system_prompt" in fields or "variables" in fields:
-            self.record("SYSTEM", "SYSTEM_PROMPT", self.conversation.system_prompt)
+            self.record(EventRole.SYSTEM, EventType.SYSTEM_PROMPT, self.conversation.system_prompt)
         self.emit({**shown, "type": "session_settings"})
 
     def _resolve_tool(self, tool_call_id: str, answer: dict[str, Any]) -> None:
@@ -487,17 +521,17 @@ class ChatSession:
         future.set_result(answer)
 
     async def _pause(self) -> None:
-        if self.paused:
+        if self.phase is not Phase.OPEN:
             return
         await self._cancel_turn(record_interruption=False)
-        self.paused = True
-        self.record("USER", "PAUSE_ONSET")
+        self._enter(Phase.PAUSED)
+        self.record(EventRole.USER, EventType.PAUSE_ONSET)
 
     async def _resume(self) -> None:
-        if not self.paused:
+        if self.phase is not Phase.PAUSED:
             return
-        self.paused = False
-        self.record("USER", "RESUME_ONSET")
+        self._enter(Phase.OPEN)
+        self.record(EventRole.USER, EventType.RESUME_ONSET)
         if self.unanswered_while_paused:
             self.unanswered_while_paused = False
             await self._start_turn()
@@ -522,13 +556,12 @@ class ChatSession:
             self.emit_error(msg.E_INVALID_AUDIO, "Voice input is not available on this server (see its log)")
             return None
         offset_ms = self.elapsed_ms()
-        interruption = self.config.get("interruption") or {}
         self.listener = Listener(
             vad=rt.vad,
             asr=rt.asr,
             prosody=rt.prosody,
-            turn_detection=self.config.get("turn_detection") or {},
-            min_interruption_ms=int(interruption.get("min_interruption_ms") or 800),
+            turn_detection=self.config.turn_detection,
+            min_interruption_ms=self.config.min_interruption_ms,
             verbose=self.verbose_transcription,
             on_turn=lambda heard: self._heard(heard, offset_ms),
             on_speech=self._user_speaking,
@@ -692,7 +725,7 @@ class ChatSession:
             return
         if record_interruption and turn is not None and turn.started_speaking:
             self.emit(msg.user_interruption(time_ms=self.elapsed_ms()))
-            self.record("USER", "USER_INTERRUPTION")
+            self.record(EventRole.USER, EventType.USER_INTERRUPTION)
 
     async def wait_turn(self) -> None:
         task = self._turn
@@ -704,14 +737,10 @@ class ChatSession:
 
     async def _watch_timeouts(self) -> None:
         """Inactivity and maximum-duration timeouts, and nudges while the user is silent."""
-        settings = self.runtime.settings
-        timeouts = self.config.get("timeouts") or {}
-        inactivity = timeouts.get("inactivity") or {}
-        max_duration = timeouts.get("max_duration") or {}
-        nudges = self.config.get("nudges") or {}
-        limit = settings.max_chat_duration_s
-        if max_duration.get("enabled") and max_duration.get("duration_secs"):
-            limit = min(limit, int(max_duration["duration_secs"]))
+        config = self.config
+        limit = self.runtime.settings.max_chat_duration_s
+        if config.max_duration.enabled:
+            limit = min(limit, config.max_duration.duration_s)
         started = time.monotonic()
         while self.status is None:
             await asyncio.sleep(0.25)
@@ -722,22 +751,22 @@ class ChatSession:
                 return
             if self.speaking or self.paused:
                 continue
-            if inactivity.get("enabled") and silent >= float(inactivity.get("duration_secs") or 600):
+            if config.inactivity.enabled and silent >= config.inactivity.duration_s:
                 await self._end_with_message(INACTIVITY_TIMEOUT, "on_inactivity_timeout")
                 return
-            interval = nudges.get("interval_secs")
-            if nudges.get("enabled") and interval and not self._nudged and silent >= float(interval):
+            interval = config.nudge_interval_s
+            if interval is not None and not self._nudged and silent >= interval:
                 self._nudged = True
                 await self._start_turn(
                     nudge=True,
                     instruction="The user has been silent for a while. Gently check in with one short question.",
                 )
 
-    async def _end_with_message(self, status: str, event_name: str) -> None:
-        spec = (self.config.get("event_messages") or {}).get(event_name) or {}
-        if spec.get("enabled"):
+    async def _end_with_message(self, status: ChatStatus, event_name: str) -> None:
+        spec = self.config.event_message(event_name)
+        if spec.enabled:
             await self._start_turn(
-                speak=spec.get("text"),
+                speak=spec.text,
                 instruction="The conversation is ending because of a time limit. Say a short, kind goodbye.",
             )
             await self.wait_turn()

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from openevi.audio.wav import wav_chunk
 from openevi.chat import messages as msg
 from openevi.chat.chunker import SentenceChunker
-from openevi.chat.lifecycle import caller_of
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
 from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall
+from openevi.schemas.chat_types import EventRole, EventType
 from openevi.speech.tts.base import TTSError
 from openevi.store.db import now_ms
 from openevi.webhooks import outbox
@@ -171,8 +171,8 @@ class AssistantTurn:
                     s.conversation.add_tool_result(call, f"Error: there is no tool named {call.name}.")
                     continue
                 s.record(
-                    "AGENT",
-                    "FUNCTION_CALL",
+                    EventRole.AGENT,
+                    EventType.FUNCTION_CALL,
                     call.arguments,
                     metadata=json.dumps(
                         {"tool_call_id": call.id, "name": call.name, "parameters": call.arguments, "tool_type": kind}
@@ -184,8 +184,8 @@ class AssistantTurn:
                 else:
                     content = await self._await_client(call)
                 s.record(
-                    "TOOL",
-                    "FUNCTION_CALL_RESPONSE",
+                    EventRole.TOOL,
+                    EventType.FUNCTION_CALL_RESPONSE,
                     content,
                     metadata=json.dumps({"tool_call_id": call.id, "name": call.name, "tool_type": kind}),
                 )
@@ -202,12 +202,11 @@ class AssistantTurn:
 
     def _enqueue_tool_webhook(self, call: ToolCall, kind: str) -> None:
         s = self.session
-        webhooks = s.config.get("webhooks", [])
-        caller = caller_of(s)
+        caller = s.phone_caller
         payload = outbox.tool_call_payload(
             chat_id=s.chat_id,
             chat_group_id=s.chat_group_id,
-            config_id=s.config.get("id"),
+            config_id=s.config.id,
             custom_session_id=s.custom_session_id,
             timestamp_ms=now_ms(),
             name=call.name,
@@ -218,20 +217,7 @@ class AssistantTurn:
             caller_number=caller.caller_number if caller else None,
             twilio_metadata=caller.twilio_metadata if caller else None,
         )
-
-        async def write(db: Any) -> bool:
-            count = await outbox.enqueue(
-                db,
-                account_id=s.account_id,
-                chat_id=s.chat_id,
-                webhooks=webhooks,
-                event_name="tool_call",
-                payload=payload,
-            )
-            return count > 0
-
-        if outbox.subscribed_urls(webhooks, "tool_call"):
-            s.events.submit(write)
+        s.history.notify_tool_call(list(s.config.webhooks), payload)
 
     async def _await_client(self, call: ToolCall) -> str:
         """Send the call to the client and wait for its tool_response or tool_error."""
@@ -307,7 +293,7 @@ class AssistantTurn:
                 s.timings.mark("first_piece")
                 self.started_speaking = True
                 s.emit(msg.assistant_message(message_id=message_id, text=piece, from_text=self.speak_text is not None))
-                event_id = s.record("AGENT", "AGENT_MESSAGE", piece)
+                event_id = s.record(EventRole.AGENT, EventType.AGENT_MESSAGE, piece)
                 s.conversation.add_assistant(piece)
                 self.spoken.append(piece)
                 spoken_audio = await self._synthesize(message_id, piece, tts, prerendered)

@@ -72,13 +72,13 @@ MODEL_1_5B = ShippedModel(
 MODELS: dict[str, ShippedModel] = {"qwen2.5-coder-0.5b": DEFAULT_MODEL, "qwen2.5-coder-1.5b": MODEL_1_5B}
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
 
-# Appended to every system prompt sent to the local model (the config's or the default persona).
-# Small models confuse who is who ("What's my name?" -> "My name is Maria"), so the roles are spelled out.
+# Appended to every system prompt sent to the local model (the config's or the default persona). Kept
+# short and unchanged on purpose: added sentences (a pronoun rule, "remember what the user said") did not
+# fix the "What's my name?" -> "My name is Maria" confusion reliably and made the 0.5B describe tool calls
+# instead of making them, so the user's name is restated instead (user_name).
 VOICE_STYLE = (
     "You are speaking out loud in a voice conversation. Reply in one to three short, natural sentences. "
-    "Never use lists, markdown, code, or emoji. The user is a different person from you: when they say "
-    '"I" or "my" they mean themselves, and when you speak about them you say "you" and "your". Remember '
-    "what they told you earlier in the conversation."
+    "Never use lists, markdown, code, or emoji."
 )
 # A small model loses facts from a few turns back, the user's name first of all; a name the user gave
 # ("I'm Maria", "my name is Tom") is restated in the system prompt on every turn.
@@ -100,6 +100,7 @@ DEFAULT_TEMPERATURE = 0.5
 TOP_P = 0.9
 MIN_P = 0.05
 REPEAT_LAST_N = 64
+ONE_PARAGRAPH = "root ::= [^\\n]+"  # GBNF: any characters but a newline
 _DONE = object()
 
 
@@ -342,8 +343,9 @@ class LocalLLM:
             "cache_prompt": True,  # reuse the KV cache of the shared history prefix
         }
         if not request.tools:
-            # Spoken replies are one paragraph; small models otherwise run on into essays.
-            body["stop"] = ["\n\n", "\nUser:"]
+            # Spoken replies are one paragraph of prose: a grammar that admits no line break keeps small
+            # models out of numbered lists and invented "User:" turns (stop strings only cut them short).
+            body["grammar"] = ONE_PARAGRAPH
         if request.tools:
             body["tools"] = openai_tools(request.tools)
         return body

@@ -10,14 +10,15 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.schemas import config_defaults as defaults
 from openevi.schemas.rest import PostedConfig, PostedConfigVersion
 from openevi.services.views import prompt_view, tool_view
 from openevi.speech.voices import public_voice
-from openevi.store import resources
+from openevi.store import config_reads, resources
+from openevi.store.config_reads import Referenced
 from openevi.store.db import new_id
 from openevi.store.errors import NotFoundError
 from openevi.store.models import ResourceHead, ResourceVersion
@@ -250,28 +251,45 @@ async def create_config_version(
     return (await render_configs(session, account_id=account_id, configs=[created]))[0]
 
 
-async def _versions_of(
-    session: AsyncSession, *, account_id: str, kind: str, ids: set[str]
-) -> dict[str, dict[int, Versioned]]:
-    """All versions of the given resources, in one query: id → version → row."""
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(ResourceHead, ResourceVersion)
-        .join(ResourceVersion, ResourceVersion.id == ResourceHead.id)
-        .where(ResourceHead.account_id == account_id, ResourceHead.kind == kind, ResourceHead.id.in_(ids))
+_heads = ResourceHead.__table__
+_versions = ResourceVersion.__table__
+_other = _versions.alias()  # not auto-correlated with the outer query's versions
+_newest = select(func.max(_other.c.version)).where(_other.c.id == _heads.c.id).scalar_subquery()
+# The versions a set of configs refers to, prompts and tools together: of each referenced resource its
+# newest version (for LATEST references) and any version whose number some FIXED reference names —
+# never its whole history. Ids are unique across kinds; the caller checks each row's kind.
+_REFERENCED = (
+    select(*resources.COLUMNS, _heads.c.kind)
+    .select_from(_heads.join(_versions, _versions.c.id == _heads.c.id))
+    .where(
+        _heads.c.account_id == bindparam("account_id"),
+        _heads.c.kind.in_(("prompt", "tool")),
+        _heads.c.id.in_(bindparam("ids", expanding=True)),
+        or_(_versions.c.version.in_(bindparam("versions", expanding=True)), _versions.c.version == _newest),
     )
-    found: dict[str, dict[int, Versioned]] = defaultdict(dict)
-    for head, row in rows.all():
-        found[head.id][row.version] = resources.Versioned(
-            id=head.id,
-            name=head.name,
-            version=row.version,
-            version_description=row.version_description,
-            body=row.body,
-            created_on=head.created_on,
-            modified_on=row.modified_on,
-        )
+)
+
+
+def _refs_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    refs = list(body.get("tools", []))
+    if body.get("prompt"):
+        refs.append(body["prompt"])
+    return refs
+
+
+async def _referenced(session: AsyncSession, *, account_id: str, configs: list[Versioned]) -> Referenced:
+    """The prompt and tool versions the configs refer to, in one query (for configs already read)."""
+    refs = [ref for c in configs for ref in _refs_of(c.body)]
+    if not refs:
+        return {}
+    params = {
+        "account_id": account_id,
+        "ids": sorted({ref["id"] for ref in refs}),
+        "versions": sorted({ref["version"] for ref in refs if ref["version"] is not None}),
+    }
+    found: Referenced = defaultdict(dict)
+    for row in await session.execute(_REFERENCED, params):
+        found[(row[-1], row[0])][row[2]] = resources.versioned_row(row)
     return found
 
 
@@ -279,7 +297,7 @@ def _pick(versions: dict[int, Versioned] | None, version: int | None) -> Version
     if not versions:
         return None
     if version is None:
-        return versions[max(versions)]
+        return versions[max(versions)]  # the newest version is always among the rows fetched
     return versions.get(version)
 
 
@@ -291,23 +309,25 @@ def _voice_view(stored: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 async def render_configs(session: AsyncSession, *, account_id: str, configs: list[Versioned]) -> list[dict[str, Any]]:
-    """Render configs with their prompts and tools embedded (two queries for any number)."""
-    prompt_ids = {c.body["prompt"]["id"] for c in configs if c.body.get("prompt")}
-    tool_ids = {t["id"] for c in configs for t in c.body.get("tools", [])}
-    prompts = await _versions_of(session, account_id=account_id, kind="prompt", ids=prompt_ids)
-    tools = await _versions_of(session, account_id=account_id, kind="tool", ids=tool_ids)
+    """Render configs with their prompts and tools embedded (one query for any number)."""
+    return render_found(configs, await _referenced(session, account_id=account_id, configs=configs))
+
+
+def render_found(configs: list[Versioned], referenced: Referenced) -> list[dict[str, Any]]:
+    """Render configs given the prompt and tool versions they refer to (references not found are left
+    out, as for a deleted version)."""
     rendered = []
     for c in configs:
         body = c.body
         prompt = None
         if body.get("prompt"):
             ref = body["prompt"]
-            found = _pick(prompts.get(ref["id"]), ref["version"])
+            found = _pick(referenced.get(("prompt", ref["id"])), ref["version"])
             if found is not None:
                 prompt = prompt_view(found, version_type="FIXED" if ref["version"] is not None else "LATEST")
         tool_views = []
         for ref in body.get("tools", []):
-            found = _pick(tools.get(ref["id"]), ref["version"])
+            found = _pick(referenced.get(("tool", ref["id"])), ref["version"])
             if found is not None:
                 tool_views.append(tool_view(found, version_type="FIXED" if ref["version"] is not None else "LATEST"))
         view = {
@@ -340,8 +360,45 @@ async def render_configs(session: AsyncSession, *, account_id: str, configs: lis
 
 
 async def load_config(session: AsyncSession, *, account_id: str, config_id: str, version: int | None) -> dict[str, Any]:
-    """One config version (latest when `version` is None), rendered; NotFoundError if absent."""
-    found = await resources.get_version(
-        session, account_id=account_id, kind="config", resource_id=config_id, version=version
+    """One config version (latest when `version` is None), rendered, in one query; NotFoundError if absent."""
+    found = await config_reads.config_version(session, account_id=account_id, config_id=config_id, version=version)
+    if not found.configs:
+        what = f"version {version} of " if version is not None else ""
+        raise NotFoundError(f"No {what}config with id {config_id}")
+    return render_found(found.configs, found.referenced)[0]
+
+
+async def load_config_page(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    page_number: int,
+    page_size: int,
+    restrict_to_most_recent: bool,
+    name: str | None = None,
+    resource_id: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of config versions, rendered, and the total (as `resources.list_page`), in one query
+    unless the page is past the end."""
+    found = await config_reads.config_page(
+        session,
+        account_id=account_id,
+        page_number=page_number,
+        page_size=page_size,
+        restrict_to_most_recent=restrict_to_most_recent,
+        name=name,
+        resource_id=resource_id,
     )
-    return (await render_configs(session, account_id=account_id, configs=[found]))[0]
+    if not found.configs:
+        _, total = await resources.list_page(
+            session,
+            account_id=account_id,
+            kind="config",
+            page_number=page_number,
+            page_size=page_size,
+            restrict_to_most_recent=restrict_to_most_recent,
+            name=name,
+            resource_id=resource_id,
+        )
+        return [], total
+    return render_found(found.configs, found.referenced), found.total

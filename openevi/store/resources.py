@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import Row, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,43 @@ class Versioned:
     body: dict[str, Any]
     created_on: int
     modified_on: int
+
+
+# Reads select plain columns of the tables (no ORM entities, so no identity map or instance loading),
+# in the order of Versioned's fields; the hot statements are built once with bound parameters, so a
+# request neither rebuilds them nor recomputes their cache keys.
+_heads = ResourceHead.__table__
+_versions = ResourceVersion.__table__
+COLUMNS = (
+    _heads.c.id,
+    _heads.c.name,
+    _versions.c.version,
+    _versions.c.version_description,
+    _versions.c.body,
+    _heads.c.created_on,
+    _versions.c.modified_on,
+)
+_JOINED = _heads.join(_versions, _versions.c.id == _heads.c.id)
+
+
+def newest_of(resource_id: Any) -> Any:
+    """`resource_versions.version` is the newest version of `resource_id` (a primary-key seek per
+    row: cheaper than grouping every version of the account's resources)."""
+    other = _versions.alias()
+    return _versions.c.version == select(func.max(other.c.version)).where(other.c.id == resource_id).scalar_subquery()
+
+
+_LATEST_JOINED = _heads.join(_versions, and_(_versions.c.id == _heads.c.id, newest_of(_heads.c.id)))
+_ONE_HEAD = and_(
+    _heads.c.id == bindparam("id"), _heads.c.account_id == bindparam("account_id"), _heads.c.kind == bindparam("kind")
+)
+_GET_VERSION = select(*COLUMNS).select_from(_JOINED).where(_ONE_HEAD, _versions.c.version == bindparam("version"))
+_GET_LATEST = select(*COLUMNS).select_from(_JOINED).where(_ONE_HEAD).order_by(_versions.c.version.desc()).limit(1)
+
+
+def versioned_row(row: Row[Any]) -> Versioned:
+    """A Versioned from a row whose first columns are COLUMNS."""
+    return Versioned(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def _view(head: ResourceHead, row: ResourceVersion) -> Versioned:
@@ -144,20 +181,16 @@ async def get_version(
     """One version, or the latest one when `version` is None."""
     if version is not None and not 0 <= version <= MAX_VERSION:  # PostgreSQL's int4 would overflow: a 500
         raise NotFoundError(f"No version {version} of {kind} with id {resource_id}")
-    query = (
-        select(ResourceHead, ResourceVersion)
-        .join(ResourceVersion, ResourceVersion.id == ResourceHead.id)
-        .where(ResourceHead.id == resource_id, ResourceHead.account_id == account_id, ResourceHead.kind == kind)
-    )
+    params: dict[str, Any] = {"id": resource_id, "account_id": account_id, "kind": kind}
     if version is None:
-        query = query.order_by(ResourceVersion.version.desc()).limit(1)
+        found = (await session.execute(_GET_LATEST, params)).first()
     else:
-        query = query.where(ResourceVersion.version == version)
-    found = (await session.execute(query)).first()
+        params["version"] = version
+        found = (await session.execute(_GET_VERSION, params)).first()
     if found is None:
         what = f"version {version} of " if version is not None else ""
         raise NotFoundError(f"No {what}{kind} with id {resource_id}")
-    return _view(found[0], found[1])
+    return versioned_row(found)
 
 
 async def list_page(
@@ -172,34 +205,32 @@ async def list_page(
     resource_id: str | None = None,
 ) -> tuple[list[Versioned], int]:
     """A page of versions (newest version of each resource only, unless told otherwise) and the total."""
-    conditions = [ResourceHead.account_id == account_id, ResourceHead.kind == kind]
+    conditions = [_heads.c.account_id == account_id, _heads.c.kind == kind]
     if name is not None:
-        conditions.append(ResourceHead.name == name)
+        conditions.append(_heads.c.name == name)
     if resource_id is not None:
-        conditions.append(ResourceHead.id == resource_id)
-    join_on = ResourceVersion.id == ResourceHead.id
-    if restrict_to_most_recent:
-        latest = (
-            select(ResourceVersion.id, func.max(ResourceVersion.version).label("v"))
-            .where(ResourceVersion.account_id == account_id, ResourceVersion.kind == kind)
-            .group_by(ResourceVersion.id)
-            .subquery()
+        conditions.append(_heads.c.id == resource_id)
+    joined = _LATEST_JOINED if restrict_to_most_recent else _JOINED
+    # The total rides along as a window count, so a page is one statement; only a page past the
+    # end (no rows to carry it) needs a separate count.
+    rows = (
+        await session.execute(
+            select(*COLUMNS, func.count().over().label("total"))
+            .select_from(joined)
+            .where(*conditions)
+            .order_by(_heads.c.created_on, _heads.c.id, _versions.c.version)
+            .offset(page_number * page_size)
+            .limit(page_size)
         )
-        base = (
-            select(ResourceHead, ResourceVersion)
-            .join(latest, latest.c.id == ResourceHead.id)
-            .join(ResourceVersion, and_(join_on, ResourceVersion.version == latest.c.v))
-        )
+    ).all()
+    if rows:
+        total = rows[0][-1]
+    elif page_number == 0:
+        total = 0
     else:
-        base = select(ResourceHead, ResourceVersion).join(ResourceVersion, join_on)
-    base = base.where(*conditions)
-    total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    rows = await session.execute(
-        base.order_by(ResourceHead.created_on, ResourceHead.id, ResourceVersion.version)
-        .offset(page_number * page_size)
-        .limit(page_size)
-    )
-    return [_view(h, v) for h, v in rows.all()], int(total)
+        matching = select(_heads.c.id).select_from(joined).where(*conditions).subquery()
+        total = await session.scalar(select(func.count()).select_from(matching)) or 0
+    return [versioned_row(r) for r in rows], int(total)
 
 
 async def rename(session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str, name: str) -> None:

@@ -14,23 +14,15 @@ from typing import Any, Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openevi.schemas.chat_types import ChatStatus
 from openevi.store.db import new_id, now_ms
 from openevi.store.models import WebhookDelivery
 
 EventName = Literal["chat_started", "chat_ended", "tool_call"]
 EVENT_NAMES: Final = frozenset({"chat_started", "chat_ended", "tool_call"})
 ChatStartType = Literal["new_chat_group", "resumed_chat_group"]
-END_REASONS: Final = frozenset(
-    {
-        "ACTIVE",
-        "USER_ENDED",
-        "USER_TIMEOUT",
-        "INACTIVITY_TIMEOUT",
-        "MAX_DURATION_TIMEOUT",
-        "SILENCE_TIMEOUT",
-        "ERROR",
-    }
-)
+# The webhook's status enum is the chat's plus SILENCE_TIMEOUT (spec: WebhookEventChatStatus).
+END_REASONS: Final = frozenset({*(str(s) for s in ChatStatus), "SILENCE_TIMEOUT"})
 
 PENDING: Final = "PENDING"
 DELIVERED: Final = "DELIVERED"

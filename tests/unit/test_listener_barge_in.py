@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from openevi.chat.config import TurnDetection
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.speech.asr.base import ASRCapabilities, Transcript
 
@@ -70,7 +71,7 @@ async def listen(pattern: str, *, min_interruption_ms: int, text: str = "hello")
         vad=LoudnessVAD(),
         asr=FixedASR(text),
         prosody=None,
-        turn_detection={"end_of_turn_silence_ms": 500, "prefix_padding_ms": 0},
+        turn_detection=TurnDetection(end_of_turn_silence_ms=500, prefix_padding_ms=0, speech_detection_threshold=0.5),
         min_interruption_ms=min_interruption_ms,
         verbose=False,
         on_turn=on_turn,

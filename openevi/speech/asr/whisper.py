@@ -140,7 +140,7 @@ def resolve_model(model: str | Path | None) -> Path | None:
     return path
 
 
-class _ShortWindowModel(WhisperModel):
+class _ShortWindowModel(WhisperModel):  # type: ignore[misc,unused-ignore]  # untyped base class
     """WhisperModel whose encoder sees only the frames set for the calling thread, not a padded 30 s."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -213,7 +213,8 @@ class WhisperASR:
         if not samples.size:
             return Transcript(text="", language=self._language)
         try:
-            return await self._run(self._transcribe_sync, samples, prompt)
+            transcript: Transcript = await self._run(self._transcribe_sync, samples, prompt)
+            return transcript
         except (ASRError, asyncio.CancelledError):
             raise
         except Exception as exc:

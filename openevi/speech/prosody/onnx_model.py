@@ -133,7 +133,7 @@ def _activate(values: np.ndarray, activation: str) -> np.ndarray:
         return np.asarray(shifted / shifted.sum())
     if activation == "sigmoid":
         return np.asarray(1.0 / (1.0 + np.exp(-values)))
-    return np.clip(values, 0.0, 1.0)
+    return np.asarray(np.clip(values, 0.0, 1.0))
 
 
 def class_scores(probabilities: Sequence[float], labels: LabelMap) -> dict[str, float]:

@@ -1,0 +1,118 @@
+"""What the chat engine talks to, as small interfaces: its history, its outbound stream.
+
+The engine (ChatSession, AssistantTurn) never writes SQL or frames wire messages itself; adapters do
+(`stored_history.StoredHistory` for the database, the transports for sockets and phone calls). The
+test tree has in-memory fakes of each, so turns, tools and barge-in run in-process in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
+
+OutboundMessage = dict[str, Any]
+"""A server → client message as `chat/messages.py` builds it (the SDK's SubscribeEvent shapes)."""
+
+
+@dataclass(frozen=True)
+class PhoneCaller:
+    """Who is on the line, for the webhooks of a chat that is a phone call."""
+
+    caller_number: str | None
+    twilio_metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChatEnd:
+    """What ending a chat stores: CHAT_END_MESSAGE, the final status and the `chat_ended` webhook."""
+
+    account_id: str
+    chat_id: str
+    chat_group_id: str
+    config_id: str | None
+    webhooks: list[dict[str, Any]]
+    started_ms: int
+    ended_ms: int
+    status: ChatStatus | str
+    message: str
+    custom_session_id: str | None = None
+    caller: PhoneCaller | None = None
+
+
+class PastEvent(Protocol):
+    """A stored event of an earlier chat of the group, as resuming reads it."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def message_text(self) -> str | None: ...
+    @property
+    def emotion_features(self) -> str | None: ...
+    @property
+    def event_metadata(self) -> str | None: ...
+
+
+class ChatHistory(Protocol):
+    """A chat's history: events are recorded in order, off the hot path; the end is stored once."""
+
+    def start(self) -> None:
+        """Begin accepting writes."""
+
+    def record(
+        self,
+        role: EventRole,
+        type_: EventType,
+        text: str | None = None,
+        *,
+        emotion_features: str | None = None,
+        metadata: str | None = None,
+        related_event_id: str | None = None,
+    ) -> str:
+        """Queue one event; returns its id (so later events can point at it)."""
+        ...
+
+    def record_errors(self, errors: list[dict[str, Any]]) -> None:
+        """The chat's recent provider errors (kept in its metadata: the spec has no error event)."""
+
+    def notify_tool_call(self, webhooks: list[dict[str, Any]], payload: dict[str, Any]) -> None:
+        """A `tool_call` webhook for the config's subscribers, in order with the events."""
+
+    def end(self, end: ChatEnd) -> None:
+        """Store the end of the chat (after every event recorded before)."""
+
+    async def earlier_events(self) -> list[PastEvent]:
+        """The group's events from its earlier chats, oldest first (for a resumed chat)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish every queued write."""
+
+
+class Fanout:
+    """The outbound stream of one chat: every message goes, in order, to every subscribed socket.
+
+    `None` on a queue means "the chat is over: close the socket".
+    """
+
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[OutboundMessage | None]] = []
+
+    def subscribe(self) -> asyncio.Queue[OutboundMessage | None]:
+        queue: asyncio.Queue[OutboundMessage | None] = asyncio.Queue()
+        self._queues.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[OutboundMessage | None]) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def send(self, message: OutboundMessage) -> None:
+        for queue in self._queues:
+            queue.put_nowait(message)
+
+    def close(self) -> None:
+        for queue in self._queues:
+            queue.put_nowait(None)

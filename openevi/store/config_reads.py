@@ -1,0 +1,192 @@
+"""Config versions read together with the prompt and tool versions they refer to, in one statement.
+
+A config's body holds references (`{"id", "version"}`, version null = LATEST) to a prompt and tools.
+Reading the configs and then their references takes two round trips to the database; here the
+configs are a CTE, their references are pulled out of the stored JSON in SQL (JSON_EXTRACT/json_each
+on SQLite, #>>/json_array_elements on PostgreSQL), and both sets of rows come back from one
+UNION ALL. Every branch is filtered by the caller's account. Of each referenced resource the
+statement returns exactly the version each reference resolves to (FIXED: that number; LATEST: the
+newest), never its history.
+
+The statements are built once per (dialect, shape) with bound parameters and reused.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CompoundSelect,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    type_coerce,
+    union,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openevi.store.models import ResourceHead, ResourceVersion
+from openevi.store.resources import COLUMNS, MAX_VERSION, Versioned, newest_of, versioned_row
+
+_heads = ResourceHead.__table__
+_versions = ResourceVersion.__table__
+
+Referenced = dict[tuple[str, str], dict[int, Versioned]]  # (kind, id) → version → row
+
+
+@dataclass(frozen=True)
+class ConfigsWithReferences:
+    """Config versions in page order, the versions they refer to, and the total for paging."""
+
+    configs: list[Versioned]
+    referenced: Referenced
+    total: int
+
+
+def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
+    """`configs` (COLUMNS + `total` + ordinal `n`) UNION ALL the versions its rows refer to."""
+    cfg = configs.cte("cfg")
+    body = type_coerce(cfg.c.body, JSON)
+    if dialect == "postgresql":
+        elements = func.json_array_elements(cfg.c.body["tools"])
+    else:
+        elements = func.json_each(cfg.c.body, "$.tools")
+    tool = elements.table_valued("value").alias("tool")
+    tool_ref = type_coerce(tool.c.value, JSON)
+    # UNION, not UNION ALL: each (id, version) once, however many configs refer to it.
+    refs = union(
+        select(body[("prompt", "id")].as_string().label("id"), body[("prompt", "version")].as_integer().label("v")),
+        select(tool_ref[("id",)].as_string(), tool_ref[("version",)].as_integer()).select_from(cfg.join(tool, true())),
+    ).cte("refs")
+    other = _versions.alias()
+    newest = select(func.max(other.c.version)).where(other.c.id == refs.c.id).scalar_subquery()
+    referenced = (
+        select(*COLUMNS, null().label("total"), null().label("n"), _heads.c.kind)
+        .select_from(
+            refs.join(_heads, _heads.c.id == refs.c.id).join(
+                _versions,
+                and_(_versions.c.id == refs.c.id, _versions.c.version == func.coalesce(refs.c.v, newest)),
+            )
+        )
+        .where(_heads.c.account_id == bindparam("account_id"), _heads.c.kind.in_(("prompt", "tool")))
+    )
+    return union_all(select(*cfg.c, literal("config").label("kind")), referenced)
+
+
+def _config_rows(where: Any) -> Select[Any]:
+    return (
+        select(*COLUMNS, literal(1).label("total"), literal(0).label("n"))
+        .select_from(_heads.join(_versions, _versions.c.id == _heads.c.id))
+        .where(_heads.c.account_id == bindparam("account_id"), _heads.c.kind == "config")
+        .where(_heads.c.id == bindparam("id"), where)
+    )
+
+
+@cache
+def _one_version(dialect: str, latest: bool) -> CompoundSelect[Any]:
+    if latest:
+        rows = _config_rows(true()).order_by(_versions.c.version.desc()).limit(1)
+    else:
+        rows = _config_rows(_versions.c.version == bindparam("version"))
+    return _with_references(rows, dialect)
+
+
+@cache
+def _page(dialect: str, most_recent: bool, by_name: bool, by_id: bool) -> CompoundSelect[Any]:
+    conditions = [_heads.c.account_id == bindparam("account_id"), _heads.c.kind == "config"]
+    if by_name:
+        conditions.append(_heads.c.name == bindparam("name"))
+    if by_id:
+        conditions.append(_heads.c.id == bindparam("id"))
+    joined = _heads.join(
+        _versions,
+        and_(_versions.c.id == _heads.c.id, newest_of(_heads.c.id)) if most_recent else (_versions.c.id == _heads.c.id),
+    )
+    order = (_heads.c.created_on, _heads.c.id, _versions.c.version)
+    # The page is chosen on narrow rows (ids, numbers, the total as a window count) and only its rows'
+    # bodies are read: sorting every version's JSON to keep ten would cost more than the rest.
+    keys = (
+        select(
+            _heads.c.id,
+            _versions.c.version,
+            func.count().over().label("total"),
+            func.row_number().over(order_by=order).label("n"),
+        )
+        .select_from(joined)
+        .where(*conditions)
+        .order_by(*order)
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+        .cte("page_keys")
+    )
+    rows = select(*COLUMNS, keys.c.total, keys.c.n).select_from(
+        keys.join(_heads, _heads.c.id == keys.c.id).join(
+            _versions, and_(_versions.c.id == keys.c.id, _versions.c.version == keys.c.version)
+        )
+    )
+    return _with_references(rows, dialect)
+
+
+def _split(rows: Any) -> ConfigsWithReferences:
+    configs: list[tuple[int, Versioned]] = []
+    referenced: Referenced = defaultdict(dict)
+    total = 0
+    for row in rows:
+        found = versioned_row(row)
+        kind = row[-1]
+        if kind == "config":
+            configs.append((row[8], found))
+            total = row[7]
+        else:
+            referenced[(kind, found.id)][found.version] = found
+    configs.sort(key=lambda pair: pair[0])  # the page's order: UNION ALL keeps none
+    return ConfigsWithReferences([c for _, c in configs], referenced, int(total))
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def config_version(
+    session: AsyncSession, *, account_id: str, config_id: str, version: int | None
+) -> ConfigsWithReferences:
+    """One config version (the newest when `version` is None) with its references; no configs if absent."""
+    if version is not None and not 0 <= version <= MAX_VERSION:
+        return ConfigsWithReferences([], {}, 0)
+    params: dict[str, Any] = {"account_id": account_id, "id": config_id}
+    if version is not None:
+        params["version"] = version
+    rows = await session.execute(_one_version(_dialect(session), version is None), params)
+    return _split(rows)
+
+
+async def config_page(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    page_number: int,
+    page_size: int,
+    restrict_to_most_recent: bool,
+    name: str | None = None,
+    resource_id: str | None = None,
+) -> ConfigsWithReferences:
+    """A page of config versions with their references, and the number of versions on all pages
+    (0 when the page is past the end: the caller counts then)."""
+    statement = _page(_dialect(session), restrict_to_most_recent, name is not None, resource_id is not None)
+    params: dict[str, Any] = {"account_id": account_id, "offset": page_number * page_size, "limit": page_size}
+    if name is not None:
+        params["name"] = name
+    if resource_id is not None:
+        params["id"] = resource_id
+    return _split(await session.execute(statement, params))

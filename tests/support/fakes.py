@@ -1,0 +1,210 @@
+"""In-memory fakes of the chat engine's ports and providers, for fast in-process session tests.
+
+engine = FakeEngine(tmp_path)                 # settings, runtime, fakes wired together
+session = engine.session(ChatConfig())        # a ChatSession on a FakeHistory
+await session.start(resumed=False, session_settings=None)
+engine.model.replies.append([TextDelta("Hi.")])
+await session.handle({"type": "user_input", "text": "hello"})
+messages = await engine.until(session, "assistant_end")
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openevi.bus.memory import MemoryBus
+from openevi.chat.config import ChatConfig
+from openevi.chat.ports import ChatEnd, OutboundMessage, PastEvent
+from openevi.chat.runtime import ChatRuntime
+from openevi.chat.session import ChatSession
+from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent
+from openevi.schemas.chat_types import EventRole, EventType
+from openevi.settings import Settings
+from openevi.speech.prosody.base import EMOTIONS
+from openevi.speech.voices import Voice
+
+
+@dataclass
+class StoredEvent:
+    role: str
+    type: str
+    message_text: str | None
+    emotion_features: str | None = None
+    event_metadata: str | None = None
+    related_event_id: str | None = None
+    id: str = ""
+
+
+class FakeHistory:
+    """ChatHistory in memory: what was recorded, in order."""
+
+    def __init__(self, earlier: list[PastEvent] | None = None) -> None:
+        self.events: list[StoredEvent] = []
+        self.errors: list[dict[str, Any]] = []
+        self.tool_webhooks: list[dict[str, Any]] = []
+        self.ended: ChatEnd | None = None
+        self.closed = False
+        self._earlier = earlier or []
+
+    def start(self) -> None:
+        pass
+
+    def record(
+        self,
+        role: EventRole,
+        type_: EventType,
+        text: str | None = None,
+        *,
+        emotion_features: str | None = None,
+        metadata: str | None = None,
+        related_event_id: str | None = None,
+    ) -> str:
+        event_id = f"e{len(self.events)}"
+        self.events.append(
+            StoredEvent(str(role), str(type_), text, emotion_features, metadata, related_event_id, event_id)
+        )
+        return event_id
+
+    def record_errors(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = list(errors)
+
+    def notify_tool_call(self, webhooks: list[dict[str, Any]], payload: dict[str, Any]) -> None:
+        self.tool_webhooks.append(payload)
+
+    def end(self, end: ChatEnd) -> None:
+        self.ended = end
+
+    async def earlier_events(self) -> list[PastEvent]:
+        return list(self._earlier)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+class FakeTTS:
+    """Speech as quiet noise, 60 ms per word, at 24 kHz; `fail_on` text raises nothing but logs nothing."""
+
+    sample_rate = 24_000
+
+    def __init__(self) -> None:
+        self.spoken: list[str] = []
+
+    async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
+        self.spoken.append(text)
+        samples = int(self.sample_rate * 0.06) * max(1, len(text.split()))
+        audio = (np.random.default_rng(len(text)).normal(0, 0.05, samples) * 32767).astype("<i2")
+        for start in range(0, samples, 2400):
+            await asyncio.sleep(0)
+            yield audio[start : start + 2400].tobytes()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeProsody:
+    """Scores every utterance the same: Calmness highest."""
+
+    sample_rate = 16_000
+
+    async def score(self, audio: np.ndarray, *, text: str | None = None) -> dict[str, float]:
+        return {name: (0.6 if name == "calmness" else 0.05) for name in EMOTIONS}
+
+
+class Hold:
+    """In a scripted reply: wait here until the model's `gate` is set (the turn stays open)."""
+
+
+HOLD = Hold()
+Reply = list[LLMEvent | Hold] | Callable[[GenerationRequest], list[LLMEvent | Hold]] | Exception
+
+
+@dataclass
+class ScriptedModel:
+    """A language model whose replies are queued by the test; `requests` records what it was sent."""
+
+    name: str = "scripted"
+    replies: list[Reply] = field(default_factory=list)
+    default: Reply = field(default_factory=list)
+    requests: list[GenerationRequest] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    """What a HOLD in a reply waits for."""
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMEvent]:
+        self.requests.append(request)
+        reply = self.replies.pop(0) if self.replies else self.default
+        if isinstance(reply, Exception):
+            raise reply
+        events = reply(request) if callable(reply) else reply
+        for event in events:
+            await asyncio.sleep(0)
+            if isinstance(event, Hold):
+                await self.gate.wait()
+            else:
+                yield event
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeEngine:
+    """A runtime of fakes (no database, no models) and the sessions built on it."""
+
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        self.settings = Settings(data_dir=data_dir, audio_lead_ms=600_000, **settings)
+        self.model = ScriptedModel()
+        self.tts = FakeTTS()
+        self.runtime = ChatRuntime(
+            settings=self.settings,
+            db=None,  # type: ignore[arg-type]  # the FakeHistory port stands in for the store
+            bus=MemoryBus(),
+            tts=self.tts,
+            language_model=self._model,
+            prosody=FakeProsody(),
+        )
+        self.histories: list[FakeHistory] = []
+
+    def _model(self, config: dict[str, Any] | None, api_key: str | None) -> LanguageModel:
+        return self.model
+
+    def session(self, config: ChatConfig | None = None, *, history: FakeHistory | None = None) -> ChatSession:
+        history = history or FakeHistory()
+        self.histories.append(history)
+        return ChatSession(
+            self.runtime,
+            account_id="account",
+            config=config or ChatConfig(),
+            history=history,
+            chat_id=f"chat-{len(self.histories)}",
+            chat_group_id="group",
+            started_ms=0,
+            allow_connection=False,
+            verbose_transcription=False,
+        )
+
+
+async def receive_until(
+    queue: asyncio.Queue[OutboundMessage | None], kind: str, *, limit_s: float = 10.0
+) -> list[OutboundMessage]:
+    """Messages from a subscribed queue up to and including the first of type `kind`."""
+    seen: list[OutboundMessage] = []
+    async with asyncio.timeout(limit_s):
+        while True:
+            message = await queue.get()
+            if message is None:
+                raise AssertionError(f"the chat ended before {kind}: {[m['type'] for m in seen]}")
+            seen.append(message)
+            if message["type"] == kind:
+                return seen
+
+
+def kinds(messages: list[OutboundMessage]) -> list[str]:
+    return [m["type"] for m in messages]

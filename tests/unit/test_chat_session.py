@@ -1,0 +1,246 @@
+"""ChatSession in-process, on fakes of its ports and providers: turns, tools, failures, pause/resume,
+barge-in, speculation and the end of a chat — no server, no database, no models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
+from openevi.chat.listener import HeardTurn
+from openevi.chat.session import Phase
+from openevi.llm.base import LLMError, TextDelta, ToolCall
+from openevi.schemas.chat_types import ChatStatus
+from tests.support.fakes import HOLD, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
+
+WEATHER = FunctionTool("get_weather", '{"type": "object", "properties": {"city": {"type": "string"}}}')
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> FakeEngine:
+    return FakeEngine(tmp_path)
+
+
+async def started(engine: FakeEngine, config: ChatConfig | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    session = engine.session(config, **kw)  # type: ignore[arg-type]
+    queue = session.subscribe()
+    await session.start(resumed=bool(kw.get("history")), session_settings=None)
+    assert (await queue.get() or {})["type"] == "chat_metadata"
+    return session, queue
+
+
+async def test_a_text_turn_in_order(engine: FakeEngine) -> None:
+    engine.model.replies.append([TextDelta("It is sunny. "), TextDelta("Enjoy the day.")])
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "How is the weather?"})
+    messages = await receive_until(queue, "assistant_end")
+    shown = [k for k in kinds(messages) if k != "audio_output"]
+    assert shown[0] == "user_message" and shown[-1] == "assistant_end"
+    said = [m["message"]["content"] for m in messages if m["type"] == "assistant_message"]
+    assert " ".join(said) == "It is sunny. Enjoy the day."
+    # every sentence is scored before the turn ends
+    assert len([k for k in shown if k == "assistant_prosody"]) == len(said)
+    assert engine.tts.spoken == said
+    history = engine.histories[0]
+    assert history.types()[:3] == ["SYSTEM_PROMPT", "USER_MESSAGE", "AGENT_MESSAGE"]
+    agent = {e.id for e in history.events if e.type == "AGENT_MESSAGE"}
+    scored = {e.related_event_id for e in history.events if e.type == "ASSISTANT_PROSODY"}
+    assert len(agent) == len(said) and scored == agent  # each sentence scored, tied to its message
+    assert engine.model.requests[0].messages[-1].content == "How is the weather?"
+    await session.close(ChatStatus.USER_ENDED, reason="bye")
+
+
+async def test_a_tool_round_trip(engine: FakeEngine) -> None:
+    engine.model.replies += [
+        [ToolCall("call-1", "get_weather", '{"city": "Paris"}')],
+        [TextDelta("Sunny in Paris.")],
+    ]
+    session, queue = await started(engine, ChatConfig(tools=(WEATHER,), webhooks=({"url": "https://x.test"},)))
+    await session.handle({"type": "user_input", "text": "Weather in Paris?"})
+    before = await receive_until(queue, "tool_call")
+    assert before[-1]["name"] == "get_weather" and before[-1]["tool_call_id"] == "call-1"
+    await session.handle({"type": "tool_response", "tool_call_id": "call-1", "content": "sunny"})
+    after = await receive_until(queue, "assistant_end")
+    assert "tool_response" in kinds(after)  # echoed, as the SDK expects
+    second = engine.model.requests[1].messages
+    assert [m.role for m in second[-3:]] == ["user", "assistant", "tool"] and second[-1].content == "sunny"
+    history = engine.histories[0]
+    turn = [
+        t for t in history.types() if t in ("USER_MESSAGE", "FUNCTION_CALL", "FUNCTION_CALL_RESPONSE", "AGENT_MESSAGE")
+    ]
+    assert turn == ["USER_MESSAGE", "FUNCTION_CALL", "FUNCTION_CALL_RESPONSE", "AGENT_MESSAGE"]
+    assert history.tool_webhooks[0]["tool_call_message"]["name"] == "get_weather"
+
+
+async def test_a_crashed_turn_ends_with_error_and_assistant_end(engine: FakeEngine) -> None:
+    engine.model.replies.append(RuntimeError("a bug in a provider"))
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "hello"})
+    messages = await receive_until(queue, "assistant_end")
+    errors = [m for m in messages if m["type"] == "error"]
+    assert errors and errors[0]["slug"] == "internal_error"
+    engine.model.replies.append([TextDelta("Back again.")])  # the chat goes on
+    await session.handle({"type": "user_input", "text": "still there?"})
+    messages = await receive_until(queue, "assistant_end")
+    assert [m["message"]["content"] for m in messages if m["type"] == "assistant_message"] == ["Back again."]
+
+
+async def test_a_provider_error_is_reported_and_kept(engine: FakeEngine) -> None:
+    engine.model.replies.append(LLMError("quota exceeded", code="rate_limited"))
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "hello"})
+    messages = await receive_until(queue, "assistant_end")
+    error = next(m for m in messages if m["type"] == "error")
+    assert error["slug"] == "language_model_error" and "rate_limited" in error["message"]
+    assert engine.histories[0].errors[-1]["slug"] == "language_model_error"
+
+
+async def test_pause_holds_the_answer_until_resume(engine: FakeEngine) -> None:
+    engine.model.default = [TextDelta("Answered.")]
+    session, queue = await started(engine)
+    await session.handle({"type": "pause_assistant_message"})
+    await session.handle({"type": "user_input", "text": "Are you there?"})
+    shown = await receive_until(queue, "user_message")
+    assert engine.model.requests == [] and kinds(shown) == ["user_message"]
+    await session.handle({"type": "resume_assistant_message"})
+    messages = await receive_until(queue, "assistant_end")
+    assert "assistant_message" in kinds(messages)
+    assert engine.model.requests[-1].messages[-1].content == "Are you there?"
+    assert [t for t in engine.histories[0].types() if t.endswith("_ONSET")] == ["PAUSE_ONSET", "RESUME_ONSET"]
+
+
+async def test_speaking_over_the_assistant_interrupts_it(engine: FakeEngine) -> None:
+    engine.model.replies.append([TextDelta("First sentence here. "), HOLD, TextDelta("Never said.")])
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "Tell me a story"})
+    await receive_until(queue, "audio_output")
+    assert session.speaking
+    await session._user_speaking(300)  # the listener heard min_interruption_ms of speech
+    messages = await receive_until(queue, "user_interruption")
+    assert "assistant_end" not in kinds(messages)
+    engine.model.gate.set()
+    await asyncio.sleep(0.05)
+    assert not session.speaking
+    assert "USER_INTERRUPTION" in engine.histories[0].types()
+    assert "Never said." not in engine.tts.spoken
+
+
+async def test_a_speculative_answer_runs_no_tool_until_confirmed(engine: FakeEngine) -> None:
+    """The words before a pause make the model ask for hang_up; the user goes on: nothing ran."""
+    engine.model.replies.append([ToolCall("c1", "hang_up", "{}")])
+    session, queue = await started(engine, ChatConfig(builtin_tools=(BuiltinTool("hang_up"),)))
+    heard = HeardTurn("please hang up", 0, 900, None, "en")
+    await session._heard_early(heard, 0)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert engine.model.requests, "the speculative answer started"
+    assert queue.empty(), "nothing is shown before the turn is confirmed"
+    await session._user_resumed()  # the user spoke again inside the silence window
+    engine.model.replies.append([TextDelta("Here is a joke.")])
+    await session._heard(HeardTurn("please hang up no wait tell me a joke", 0, 3000, None, "en"), 0)
+    messages = await receive_until(queue, "assistant_end")
+    assert "tool_call" not in kinds(messages) and "tool_response" not in kinds(messages)
+    assert session.status is None and "FUNCTION_CALL" not in engine.histories[0].types()
+
+
+async def test_a_confirmed_speculative_answer_runs_its_tool_after_the_user_message(engine: FakeEngine) -> None:
+    engine.model.replies += [[ToolCall("c1", "get_weather", '{"city": "Oslo"}')], [TextDelta("Cold in Oslo.")]]
+    session, queue = await started(engine, ChatConfig(tools=(WEATHER,)))
+    heard = HeardTurn("weather in Oslo", 0, 900, None, "en")
+    await session._heard_early(heard, 0)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert queue.empty()
+    await session._heard(heard, 0)  # the same words: the speculative answer is the answer
+    messages = await receive_until(queue, "tool_call")
+    assert kinds(messages)[0] == "user_message"
+    await session.handle({"type": "tool_response", "tool_call_id": "c1", "content": "minus five"})
+    await receive_until(queue, "assistant_end")
+    types = [t for t in engine.histories[0].types() if t in ("USER_MESSAGE", "FUNCTION_CALL")]
+    assert types == ["USER_MESSAGE", "FUNCTION_CALL"]
+
+
+async def test_the_tool_loop_guard_still_answers(engine: FakeEngine) -> None:
+    engine.model.default = lambda request: (
+        [ToolCall(f"c{len(engine.model.requests)}", "get_weather", "{}")] if request.tools else [TextDelta("Sorry.")]
+    )
+    session, queue = await started(engine, ChatConfig(tools=(WEATHER,)))
+    await session.handle({"type": "user_input", "text": "loop"})
+    calls = 0
+    while True:
+        message = await queue.get()
+        assert message is not None
+        if message["type"] == "tool_call":
+            calls += 1
+            await session.handle({"type": "tool_response", "tool_call_id": message["tool_call_id"], "content": "?"})
+        if message["type"] == "assistant_end":
+            break
+        if message["type"] == "assistant_message":
+            assert message["message"]["content"] == "Sorry."
+    assert calls == 8 and engine.model.requests[-1].tools == []
+
+
+async def test_resume_with_event_limit_and_the_end_of_the_chat(engine: FakeEngine) -> None:
+    earlier = [
+        StoredEvent("USER", "USER_MESSAGE", f"fact {n}") if n % 2 == 0 else StoredEvent("AGENT", "AGENT_MESSAGE", "ok")
+        for n in range(6)
+    ]
+    history = FakeHistory(earlier=earlier)  # type: ignore[arg-type]
+    session = engine.session(ChatConfig(id="cfg", webhooks=({"url": "https://x.test"},)), history=history)
+    queue = session.subscribe()
+    await session.start(resumed=True, session_settings={"event_limit": "2"})
+    engine.model.replies.append([TextDelta("Hi again.")])
+    await session.handle({"type": "user_input", "text": "hello"})
+    await receive_until(queue, "assistant_end")
+    sent = [m.content for m in engine.model.requests[0].messages if m.role != "system"]
+    assert sent == ["fact 4", "ok", "hello"]
+    stored_settings = [e for e in history.events if e.type == "SESSION_SETTINGS"]
+    assert json.loads(stored_settings[0].message_text or "{}")["event_limit"] == 2
+    await session.close(ChatStatus.INACTIVITY_TIMEOUT, reason="on_inactivity_timeout")
+    assert history.ended is not None and history.ended.status == ChatStatus.INACTIVITY_TIMEOUT
+    assert history.ended.config_id == "cfg" and history.closed
+    while await queue.get() is not None:
+        pass  # the stream ends with None: the sockets close
+
+
+async def test_phases_and_their_transitions(engine: FakeEngine) -> None:
+    session = engine.session()
+    assert session.phase is Phase.NEW
+    queue = session.subscribe()
+    await session.start(resumed=False, session_settings=None)
+    assert session.phase is Phase.OPEN
+    await session.handle({"type": "pause_assistant_message"})
+    assert session.phase is Phase.PAUSED and session.paused
+    await session.handle({"type": "pause_assistant_message"})  # pausing twice is harmless
+    await session.handle({"type": "resume_assistant_message"})
+    assert session.phase is Phase.OPEN
+    await session.close(ChatStatus.USER_ENDED)
+    assert session.phase is Phase.ENDED and session.status == ChatStatus.USER_ENDED
+    with pytest.raises(RuntimeError):
+        session._enter(Phase.OPEN)  # an ended chat never reopens
+    await session.handle({"type": "user_input", "text": "anyone?"})  # ignored once ended
+    assert engine.model.requests == []
+    while await queue.get() is not None:
+        pass
+
+
+async def test_a_silent_user_is_nudged_once_then_timed_out(engine: FakeEngine) -> None:
+    engine.model.default = [TextDelta("Are you still there?")]
+    config = ChatConfig(
+        nudge_interval_s=0.5,
+        inactivity=Timeout(enabled=True, duration_s=2),
+        on_inactivity_timeout=EventMessage(enabled=True, text="Goodbye for now."),
+    )
+    session, queue = await started(engine, config)
+    messages: list[dict[str, object]] = []
+    async with asyncio.timeout(20):
+        while (message := await queue.get()) is not None:
+            messages.append(message)
+    said = [m["message"]["content"] for m in messages if m["type"] == "assistant_message"]  # type: ignore[index]
+    assert said == ["Are you still there?", "Goodbye for now."]  # one nudge, then the goodbye
+    assert session.status == ChatStatus.INACTIVITY_TIMEOUT
+    ended = engine.histories[0].ended
+    assert ended is not None and ended.message == "on_inactivity_timeout"
