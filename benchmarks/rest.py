@@ -349,10 +349,10 @@ def start_openevi(server: ServerProcess, workers: int, builtin_workers: bool) ->
     return started
 
 
-def start_floor(database_url: str, data_dir: Path, workers: int) -> Processes:
+def start_floor(database_url: str, data_dir: Path, workers: int, *, pre_ping: bool) -> Processes:
     started = Processes()
     port = free_port()
-    env = {**os.environ, "FLOOR_DATABASE_URL": database_url}
+    env = {**os.environ, "FLOOR_DATABASE_URL": database_url, "FLOOR_PRE_PING": "1" if pre_ping else ""}
     command = [
         sys.executable, "-m", "uvicorn", "benchmarks.rest_floor:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
@@ -369,21 +369,21 @@ def load_average() -> str:
 def bench_floor(args: argparse.Namespace) -> int:
     """openevi req/s, floor req/s and their ratio for each read, on SQLite (and PostgreSQL if given)."""
     use_wrk = shutil.which("wrk") is not None and not args.httpx
-    drive = run_wrk if use_wrk else run_httpx
     builtin_workers = _serve_supports_workers()
     if args.workers > 1 and not use_wrk and not builtin_workers:
         print("several processes without --workers need wrk", file=sys.stderr)
         return 2
     how = "`openevi serve --workers`" if builtin_workers else "separate `openevi serve` processes"
     print(
-        f"client: {'wrk' if use_wrk else 'httpx'}, {args.connections} connections per server, {args.seconds}s per run; "
+        f"client: {'wrk' if use_wrk else 'httpx'}, {args.connections} connections per server, "
+        f"{args.rounds} alternating rounds of {args.seconds}s each; "
         f"openevi workers: {args.workers} ({how}); load average at start: {load_average()}"
     )
     print(
-        "| database | scenario | workers | openevi req/s | floor req/s | ratio "
+        "| database | scenario | workers | openevi req/s | floor req/s | ratio | ratio per round "
         "| openevi p50/p99 ms | floor p50/p99 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     databases: list[tuple[str, str | None]] = [("sqlite", None)]
     if args.postgres_url:
         databases.append(("postgresql", fresh_postgres_database(args.postgres_url)))
@@ -397,30 +397,51 @@ def bench_floor(args: argparse.Namespace) -> int:
             finally:
                 server.stop()
             db_url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'openevi.db'}"
-            for scenario in args.only or READS:
-                paths = read_paths(seeded, scenario)
-                openevi = start_openevi(server, args.workers, builtin_workers)
-                try:
-                    drive(openevi.urls, paths, server.api_key, _warmup(args))
-                    ours = drive(openevi.urls, paths, server.api_key, args)
-                finally:
-                    openevi.stop()
-                floor = start_floor(db_url, Path(tmp), args.workers)
-                try:
-                    drive(floor.urls, paths, server.api_key, _warmup(args))
-                    theirs = drive(floor.urls, paths, server.api_key, args)
-                finally:
-                    floor.stop()
-                failed |= bool(ours.errors or theirs.errors)
-                ratio = ours.rps / theirs.rps if theirs.rps else float("nan")
-                print(
-                    f"| {database} | {scenario} | {args.workers} | {ours.rps:.0f} | {theirs.rps:.0f} | {ratio:.2f} "
-                    f"| {ours.p50_ms:.2f} / {ours.p99_ms:.2f} | {theirs.p50_ms:.2f} / {theirs.p99_ms:.2f} |"
-                    + (f" errors: {ours.errors} / {theirs.errors}" if ours.errors or theirs.errors else ""),
-                    flush=True,
-                )
+            openevi = start_openevi(server, args.workers, builtin_workers)
+            floor = start_floor(db_url, Path(tmp), args.workers, pre_ping=args.floor_pre_ping)
+            try:
+                for scenario in args.only or READS:
+                    failed |= _compare(database, scenario, read_paths(seeded, scenario), openevi, floor, server, args)
+            finally:
+                openevi.stop()
+                floor.stop()
     print(f"load average at end: {load_average()}")
     return 1 if failed else 0
+
+
+def _compare(
+    database: str,
+    scenario: str,
+    paths: list[str],
+    openevi: Processes,
+    floor: Processes,
+    server: ServerProcess,
+    args: argparse.Namespace,
+) -> bool:
+    """Alternate openevi and floor runs (`--rounds` each), so that load from other work on the
+    machine hits both alike; print the mean req/s of each and the ratio of the means."""
+    drive = run_httpx if shutil.which("wrk") is None or args.httpx else run_wrk
+    for target in (openevi, floor):
+        drive(target.urls, paths, server.api_key, _warmup(args))
+    ours: list[Load] = []
+    theirs: list[Load] = []
+    for _ in range(args.rounds):
+        ours.append(drive(openevi.urls, paths, server.api_key, args))
+        theirs.append(drive(floor.urls, paths, server.api_key, args))
+    our_rps = sum(r.rps for r in ours) / len(ours)
+    their_rps = sum(r.rps for r in theirs) / len(theirs)
+    ratios = [o.rps / t.rps for o, t in zip(ours, theirs, strict=True) if t.rps]
+    errors = sum(r.errors for r in ours), sum(r.errors for r in theirs)
+    spread = f"{min(ratios):.2f} to {max(ratios):.2f}" if ratios else "-"
+    o, t = ours[-1], theirs[-1]
+    print(
+        f"| {database} | {scenario} | {args.workers} | {our_rps:.0f} | {their_rps:.0f} "
+        f"| **{our_rps / their_rps if their_rps else float('nan'):.2f}** | {spread} "
+        f"| {o.p50_ms:.2f} / {o.p99_ms:.2f} | {t.p50_ms:.2f} / {t.p99_ms:.2f} |"
+        + (f" errors: {errors[0]} / {errors[1]}" if any(errors) else ""),
+        flush=True,
+    )
+    return any(errors)
 
 
 def _warmup(args: argparse.Namespace) -> argparse.Namespace:
@@ -446,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="--floor: seconds per run")
     parser.add_argument("--connections", type=int, default=4, help="--floor: connections per server")
     parser.add_argument("--workers", type=int, default=1, help="--floor: server processes")
+    parser.add_argument("--rounds", type=int, default=3, help="--floor: alternating runs of each server")
     parser.add_argument("--httpx", action="store_true", help="--floor: use the httpx client even if wrk exists")
+    parser.add_argument(
+        "--floor-pre-ping", action="store_true", help="--floor: the floor app pings each pooled connection too"
+    )
     args = parser.parse_args(argv)
     if args.floor:
         return bench_floor(args)

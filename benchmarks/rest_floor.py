@@ -25,7 +25,8 @@ versions = ResourceVersion.__table__
 
 def create_app() -> FastAPI:
     """The floor app on the database named by FLOOR_DATABASE_URL."""
-    engine = create_async_engine(os.environ["FLOOR_DATABASE_URL"])
+    # FLOOR_PRE_PING=1: check each connection taken from the pool, as openevi does on PostgreSQL.
+    engine = create_async_engine(os.environ["FLOOR_DATABASE_URL"], pool_pre_ping=bool(os.environ.get("FLOOR_PRE_PING")))
     sessions = async_sessionmaker(engine)
     app = FastAPI()
 

@@ -65,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if value is not None:
                 os.environ[f"OPENEVI_{name.upper()}"] = str(value)
         os.environ["OPENEVI_WORKERS"] = str(workers)
+        # Migrate and make the first key once, here: workers starting together on a fresh database
+        # would each try to create the tables and a key of their own.
+        _with_store(settings, lambda factory: _bootstrap(factory, settings))
         uvicorn.run(
             "openevi.workers:create_worker_app",
             factory=True,
@@ -74,6 +77,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 0
     uvicorn.run(create_app(settings), http=http_protocol(settings.http_header_timeout_s), **common)
+    return 0
+
+
+async def _bootstrap(factory: Any, settings: Settings) -> int:
+    from openevi.bootstrap import announce, ensure_default_key
+
+    boot = await ensure_default_key(factory, api_key=settings.api_key, secret_key=settings.secret_key)
+    if boot.issued is not None:
+        announce(boot.issued, key_was_given=bool(settings.api_key), secret_was_given=bool(settings.secret_key))
     return 0
 
 

@@ -15,6 +15,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from openevi.store import accounts
 
 TOKEN_PREFIX = "oevi_at_"
 _CACHE_TTL_S = 2.0
+_CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class Principal:
 
     account_id: str
     key_id: str
+
+
+def _remember(cache: dict[str, Any], key: str, entry: Any) -> None:
+    if len(cache) >= _CACHE_MAX_ENTRIES:  # bounded memory whatever callers send; refills in one TTL
+        cache.clear()
+    cache[key] = entry
 
 
 def _b64(data: bytes) -> str:
@@ -48,11 +56,17 @@ class Authenticator:
         self._factory = factory
         self._secret = signing_secret.encode()
         self.token_ttl_s = token_ttl_s
-        # Revocation from another process takes effect within _CACHE_TTL_S.
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # Keys are revoked only straight in the database (`openevi keys revoke`, from any process; no
+        # server path revokes), so answers are kept for _CACHE_TTL_S only: a revocation takes effect in
+        # every server process within that time. Keyed by the
+        # key's hash (what the database stores), never the raw key; unknown keys are cached too, so a
+        # flood of bad keys costs no queries either.
+        self._keys: dict[str, tuple[float, Principal | None]] = {}
+        self._live_key_ids: dict[str, tuple[float, bool]] = {}  # for access tokens: is the minting key live?
 
     async def from_api_key(self, raw_key: str) -> Principal:
-        cached = self._cache.get(raw_key)
+        key_hash = accounts.hash_key(raw_key)
+        cached = self._keys.get(key_hash)
         now = time.monotonic()
         if cached and cached[0] > now:
             principal = cached[1]
@@ -60,12 +74,20 @@ class Authenticator:
             async with self._factory() as session:
                 row = await accounts.find_key(session, raw_key)
             principal = Principal(account_id=row.account_id, key_id=row.id) if row else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[raw_key] = (now + _CACHE_TTL_S, principal)
+            _remember(self._keys, key_hash, (now + _CACHE_TTL_S, principal))
         if principal is None:
             raise Unauthorized("Invalid API key", code="invalid_api_key")
         return principal
+
+    async def _key_is_live(self, key_id: str) -> bool:
+        cached = self._live_key_ids.get(key_id)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        async with self._factory() as session:
+            live = await accounts.live_key_by_id(session, key_id) is not None
+        _remember(self._live_key_ids, key_id, (now + _CACHE_TTL_S, live))
+        return live
 
     async def exchange_client_credentials(self, api_key: str, secret_key: str) -> tuple[str, int, int]:
         """Check a key pair and mint an access token; returns (token, expires_in, issued_at)."""
@@ -94,9 +116,8 @@ class Authenticator:
             raise invalid from exc
         if exp < time.time():
             raise invalid
-        async with self._factory() as session:
-            if await accounts.live_key_by_id(session, key_id) is None:
-                raise invalid  # the key that minted it was revoked
+        if not await self._key_is_live(key_id):
+            raise invalid  # the key that minted it was revoked
         return Principal(account_id=account_id, key_id=key_id)
 
     async def authenticate(

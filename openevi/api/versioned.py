@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,13 +51,15 @@ class VersionedResource:
 
 
 def json_response(view: dict[str, Any]) -> Response:
-    """The view serialized once, as Starlette's JSONResponse would. Returning a Response skips
-    FastAPI's validation and re-encoding of the dict against the declared `response_model`: views
-    are built from stored, already-validated JSON, so both passes would only copy it."""
-    return Response(
-        json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
-        media_type="application/json",
-    )
+    """The view serialized once, to the bytes Starlette's JSONResponse would send. Returning a
+    Response skips FastAPI's validation and re-encoding of the dict against the declared
+    `response_model`: views are built from stored, already-validated JSON, so both passes would only
+    copy it."""
+    try:
+        body = orjson.dumps(view)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits: the standard library handles them
+        body = json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return Response(body, media_type="application/json")
 
 
 def versioned_router(res: VersionedResource) -> APIRouter:

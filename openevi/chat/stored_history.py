@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.chat.eventlog import EventLog
 from openevi.chat.ports import ChatEnd, PastEvent
-from openevi.schemas.chat_types import EventRole, EventType
+from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 from openevi.store import chats
 from openevi.store.db import new_id, now_ms
+from openevi.store.models import Chat
 from openevi.webhooks import outbox
 
 
@@ -114,7 +115,13 @@ class StoredHistory:
 
 
 async def store_chat_end(s: AsyncSession, end: ChatEnd) -> int:
-    """CHAT_END_MESSAGE, the final status and the `chat_ended` webhook; returns deliveries queued."""
+    """CHAT_END_MESSAGE, the final status and the `chat_ended` webhook; returns deliveries queued.
+
+    A chat ends once: if another closer got there first (a surviving instance closed the chats of one
+    it thought dead, which then came back), nothing is written a second time."""
+    chat = await s.get(Chat, end.chat_id, with_for_update=True)
+    if chat is None or chat.status != ChatStatus.ACTIVE:
+        return 0
     await chats.append_event(
         s,
         chat_id=end.chat_id,

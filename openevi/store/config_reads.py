@@ -59,7 +59,7 @@ def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
     cfg = configs.cte("cfg")
     body = type_coerce(cfg.c.body, JSON)
     if dialect == "postgresql":
-        elements = func.json_array_elements(cfg.c.body["tools"])
+        elements = func.json_array_elements(body["tools"])
     else:
         elements = func.json_each(cfg.c.body, "$.tools")
     tool = elements.table_valued("value").alias("tool")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Row, and_, bindparam, case, delete, func, select, update
+import orjson
+from sqlalchemy import Text, and_, bindparam, case, delete, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +43,9 @@ COLUMNS = (
     _heads.c.name,
     _versions.c.version,
     _versions.c.version_description,
-    _versions.c.body,
+    # Fetched as text and decoded by versioned_row with orjson (4x faster than the json module that
+    # the JSON type would use; a list page decodes 30 bodies).
+    type_coerce(_versions.c.body, Text).label("body"),
     _heads.c.created_on,
     _versions.c.modified_on,
 )
@@ -62,9 +67,18 @@ _GET_VERSION = select(*COLUMNS).select_from(_JOINED).where(_ONE_HEAD, _versions.
 _GET_LATEST = select(*COLUMNS).select_from(_JOINED).where(_ONE_HEAD).order_by(_versions.c.version.desc()).limit(1)
 
 
-def versioned_row(row: Row[Any]) -> Versioned:
+def _body(stored: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(stored, dict):
+        return stored
+    try:
+        return cast(dict[str, Any], orjson.loads(stored))
+    except orjson.JSONDecodeError:  # NaN or a huge integer (json.dumps writes both): the slow path reads them
+        return cast(dict[str, Any], json.loads(stored))
+
+
+def versioned_row(row: Sequence[Any]) -> Versioned:
     """A Versioned from a row whose first columns are COLUMNS."""
-    return Versioned(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return Versioned(row[0], row[1], row[2], row[3], _body(row[4]), row[5], row[6])
 
 
 def _view(head: ResourceHead, row: ResourceVersion) -> Versioned:

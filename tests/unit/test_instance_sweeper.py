@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.bus.memory import MemoryBus
 from openevi.chat.instances import InstanceSweeper, close_chats_of
+from openevi.chat.ports import ChatEnd
 from openevi.chat.runtime import ChatRuntime
+from openevi.chat.stored_history import store_chat_end
+from openevi.schemas.chat_types import ChatStatus
 from openevi.settings import Settings
 from openevi.store import accounts, chats
 from openevi.store.db import create_engine, migrate, session_factory, transaction
@@ -93,3 +96,31 @@ async def test_sweeper_waits_for_a_confirmed_absence(db: async_sessionmaker[Asyn
     assert await sweeper.sweep() == 1
     assert await ends_of(db, chat_id) == ("ERROR", 1)
     assert await sweeper.sweep() == 0
+
+
+async def test_a_chat_closed_by_a_survivor_is_not_ended_again_by_its_instance(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The "dead" instance comes back (it only lost its lease) and its session ends normally later:
+    the chat keeps the survivor's end, with one CHAT_END_MESSAGE and one chat_ended webhook."""
+    (chat_id,) = await live_chats(db, "flaky", 1)
+    assert await close_chats_of(survivor(db, tmp_path, "survivor"), "flaky") == 1
+    async with transaction(db) as s:
+        chat = await s.get(Chat, chat_id)
+        assert chat is not None
+        queued = await store_chat_end(
+            s,
+            ChatEnd(
+                account_id=chat.account_id,
+                chat_id=chat_id,
+                chat_group_id=chat.chat_group_id,
+                config_id=None,
+                webhooks=[{"url": "https://hooks.example/end", "events": ["chat_ended"]}],
+                started_ms=chat.start_timestamp,
+                ended_ms=chat.start_timestamp + 1000,
+                status=ChatStatus.USER_ENDED,
+                message="client disconnected",
+            ),
+        )
+    assert queued == 0
+    assert await ends_of(db, chat_id) == ("ERROR", 1)
