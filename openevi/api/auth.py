@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +53,16 @@ def _unb64(text: str) -> bytes:
 class Authenticator:
     """Resolves credentials to a Principal, with a short cache so hot REST paths skip the DB."""
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession], signing_secret: str, token_ttl_s: int) -> None:
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        signing_secret: str,
+        token_ttl_s: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._factory = factory
+        self._clock = clock
         self._secret = signing_secret.encode()
         self.token_ttl_s = token_ttl_s
         # Keys are revoked only straight in the database (`openevi keys revoke`, from any process; no
@@ -67,7 +76,7 @@ class Authenticator:
     async def from_api_key(self, raw_key: str) -> Principal:
         key_hash = accounts.hash_key(raw_key)
         cached = self._keys.get(key_hash)
-        now = time.monotonic()
+        now = self._clock()
         if cached and cached[0] > now:
             principal = cached[1]
         else:
@@ -81,7 +90,7 @@ class Authenticator:
 
     async def _key_is_live(self, key_id: str) -> bool:
         cached = self._live_key_ids.get(key_id)
-        now = time.monotonic()
+        now = self._clock()
         if cached and cached[0] > now:
             return cached[1]
         async with self._factory() as session:

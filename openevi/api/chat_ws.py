@@ -27,6 +27,7 @@ from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import USER_ENDED, ChatSession
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
+from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, is_audio, parse_frame
 
 log = logging.getLogger("openevi.api.chat_ws")
 router = APIRouter()
@@ -141,7 +142,7 @@ async def _pump(
 
     async def writer() -> None:
         while (message := await outbound.get()) is not None:
-            await websocket.send_text(json.dumps(message, separators=(",", ":")))
+            await websocket.send_text(json.dumps(msg.wire_form(message), separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)
 
@@ -158,13 +159,15 @@ async def _pump(
                 else:
                     await session.handle_binary_audio(binary)
                 continue
-            raw = text
-            if raw is None:
+            if text is None:
                 continue
-            if observer and _is_audio(raw):
+            data = parse_frame(text, max_bytes=session.runtime.settings.chat_max_message_bytes)
+            if isinstance(data, FrameError):
+                session.emit_error(data.code, data.message)
+            elif observer and is_audio(data):
                 _refuse_observer_audio(session, outbound)
-                continue
-            await session.handle_raw(raw)
+            else:
+                await session.handle(data)
 
     tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
     try:
@@ -181,21 +184,14 @@ async def _pump(
 def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[dict[str, Any] | None]) -> None:
     """Only the observer that sent audio is told; the chat's own socket did nothing wrong."""
     error = msg.error(
-        code="E0103",
-        slug="audio_not_allowed",
-        message="Control-plane sockets cannot send audio",
+        code=AUDIO_NOT_ALLOWED.code[0],
+        slug=AUDIO_NOT_ALLOWED.code[1],
+        message=AUDIO_NOT_ALLOWED.message,
         request_id=session.request_id,
     )
     if session.custom_session_id is not None:
         error["custom_session_id"] = session.custom_session_id
     outbound.put_nowait(error)
-
-
-def _is_audio(raw: str | bytes) -> bool:
-    try:
-        return bool(json.loads(raw).get("type") == "audio_input")
-    except (ValueError, AttributeError, RecursionError):
-        return False
 
 
 @router.websocket("/v0/evi/chat")
@@ -270,7 +266,7 @@ async def _pump_remote(
 
     async def writer() -> None:
         while not isinstance(item := await stream.get(), StreamEnd):
-            await websocket.send_text(json.dumps(item, separators=(",", ":")))
+            await websocket.send_text(json.dumps(msg.wire_form(item), separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=item.code, reason=item.reason)
 
@@ -282,19 +278,13 @@ async def _pump_remote(
             raw = frame.get("text")
             if raw is None:
                 if frame.get("bytes") is not None:
-                    tell(("E0103", "audio_not_allowed"), "Control-plane sockets cannot send audio")
+                    tell(AUDIO_NOT_ALLOWED.code, AUDIO_NOT_ALLOWED.message)
                 continue
-            if len(raw) > max_bytes:
-                tell(msg.E_MESSAGE_TOO_LARGE, "Message too large")
-                continue
-            try:
-                data = json.loads(raw)
-            except (ValueError, RecursionError):
-                data = None
-            if not isinstance(data, dict):
-                tell(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
-            elif data.get("type") == "audio_input":
-                tell(("E0103", "audio_not_allowed"), "Control-plane sockets cannot send audio")
+            data = parse_frame(raw, max_bytes=max_bytes)
+            if isinstance(data, FrameError):
+                tell(data.code, data.message)
+            elif is_audio(data):
+                tell(AUDIO_NOT_ALLOWED.code, AUDIO_NOT_ALLOWED.message)
             elif not await bus.publish(chat_id, data):
                 return  # the chat is over; its stream's end closes nothing more
 

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from openevi.bus.base import Handler, LiveChat, Observed, OutboundQueue, Presence, StreamEnd
+from openevi.chat.messages import wire_form
 
 log = logging.getLogger("openevi.bus.redis")
 
@@ -172,7 +173,7 @@ class RedisBus:
                         pipe.publish(channel, json.dumps({"end": [code, reason]}))
                         ended = True
                         break
-                    pipe.publish(channel, json.dumps({"m": item}, separators=(",", ":")))
+                    pipe.publish(channel, json.dumps({"m": wire_form(item)}, separators=(",", ":")))
                 try:
                     await pipe.execute()
                 except (RedisError, OSError):

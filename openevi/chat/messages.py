@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+
+from openevi.audio.wav import wav_chunk
 
 _WIRE_SPECIAL = {"surprise_negative": "Surprise (negative)", "surprise_positive": "Surprise (positive)"}
 
@@ -57,8 +60,21 @@ def assistant_prosody(*, message_id: str, scores: dict[str, float]) -> dict[str,
     return {"type": "assistant_prosody", "id": message_id, "models": {"prosody": {"scores": wire_scores(scores)}}}
 
 
-def audio_output(*, message_id: str, index: int, data_b64: str) -> dict[str, Any]:
-    return {"type": "audio_output", "id": message_id, "index": index, "data": data_b64}
+def audio_output(*, message_id: str, index: int, pcm: bytes, rate: int) -> dict[str, Any]:
+    """A piece of the answer's audio as the engine emits it: 16-bit mono PCM at `rate`.
+
+    Each transport frames it its own way: the EVI socket as a base64 WAV (`wire_form`), the phone
+    bridge as μ-law."""
+    return {"type": "audio_output", "id": message_id, "index": index, "pcm": pcm, "rate": rate}
+
+
+def wire_form(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as the EVI socket carries it: `audio_output` PCM becomes `data`, a base64 WAV."""
+    if message.get("type") != "audio_output" or "pcm" not in message:
+        return message
+    wire = {k: v for k, v in message.items() if k not in ("pcm", "rate")}
+    wire["data"] = base64.b64encode(wav_chunk(message["pcm"], int(message["rate"]))).decode()
+    return wire
 
 
 def assistant_end() -> dict[str, Any]:

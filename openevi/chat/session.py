@@ -340,23 +340,6 @@ class ChatSession:
         """A message from the control plane (`POST /chat/{id}/send`)."""
         await self.handle(message)
 
-    async def handle_raw(self, raw: str | bytes) -> None:
-        if len(raw) > self.runtime.settings.chat_max_message_bytes:
-            self.emit_error(msg.E_MESSAGE_TOO_LARGE, "Message too large")
-            return
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
-            return
-        except RecursionError:
-            self.emit_error(msg.E_INVALID_MESSAGE, "Message is nested too deeply")
-            return
-        if not isinstance(data, dict):
-            self.emit_error(msg.E_INVALID_MESSAGE, "Messages must be JSON objects")
-            return
-        await self.handle(data)
-
     async def handle_binary_audio(self, raw: bytes) -> None:
         """A binary frame: audio, exactly as the payload of an `audio_input` would be."""
         if len(raw) > self.runtime.settings.chat_max_message_bytes:

@@ -7,7 +7,6 @@ feeds a queue that a speaker drains in order. Cancelling the turn's task stops b
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -16,7 +15,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from openevi.audio.wav import wav_chunk
 from openevi.chat import messages as msg
 from openevi.chat.chunker import SentenceChunker
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
@@ -338,7 +336,7 @@ class AssistantTurn:
         if wait > 0:
             await asyncio.sleep(wait)
         s.playback.queued(len(pcm) / (2 * rate))
-        s.emit(msg.audio_output(message_id=message_id, index=index, data_b64=_b64_wav(pcm, rate)))
+        s.emit(msg.audio_output(message_id=message_id, index=index, pcm=pcm, rate=rate))
         if index == 0:
             s.timings.mark("first_audio")
             s.timings.report(s.chat_id)
@@ -350,6 +348,3 @@ async def _replay(chunks: list[bytes]) -> AsyncGenerator[bytes, None]:
     for chunk in chunks:
         yield chunk
 
-
-def _b64_wav(pcm: bytes, rate: int) -> str:
-    return base64.b64encode(wav_chunk(pcm, rate)).decode()

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.store.models import ResourceHead, ResourceVersion
-from openevi.store.resources import COLUMNS, MAX_VERSION, Versioned, newest_of, versioned_row
+from openevi.store.resources import COLUMNS, MAX_VERSION, Versioned, matching, total_of, versioned_row
 
 _heads = ResourceHead.__table__
 _versions = ResourceVersion.__table__
@@ -55,7 +55,7 @@ class ConfigsWithReferences:
 
 
 def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
-    """`configs` (COLUMNS + `total` + ordinal `n`) UNION ALL the versions its rows refer to."""
+    """`configs` (COLUMNS + `total`) UNION ALL the versions its rows refer to, configs in page order."""
     cfg = configs.cte("cfg")
     body = type_coerce(cfg.c.body, JSON)
     if dialect == "postgresql":
@@ -72,7 +72,7 @@ def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
     other = _versions.alias()
     newest = select(func.max(other.c.version)).where(other.c.id == refs.c.id).scalar_subquery()
     referenced = (
-        select(*COLUMNS, null().label("total"), null().label("n"), _heads.c.kind)
+        select(*COLUMNS, null().label("total"), _heads.c.kind)
         .select_from(
             refs.join(_heads, _heads.c.id == refs.c.id).join(
                 _versions,
@@ -81,12 +81,13 @@ def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
         )
         .where(_heads.c.account_id == bindparam("account_id"), _heads.c.kind.in_(("prompt", "tool")))
     )
-    return union_all(select(*cfg.c, literal("config").label("kind")), referenced)
+    rows = union_all(select(*cfg.c, literal("config").label("kind")), referenced)
+    return rows.order_by(rows.selected_columns.created_on, rows.selected_columns.id, rows.selected_columns.version)
 
 
 def _config_rows(where: Any) -> Select[Any]:
     return (
-        select(*COLUMNS, literal(1).label("total"), literal(0).label("n"))
+        select(*COLUMNS, literal(1).label("total"))
         .select_from(_heads.join(_versions, _versions.c.id == _heads.c.id))
         .where(_heads.c.account_id == bindparam("account_id"), _heads.c.kind == "config")
         .where(_heads.c.id == bindparam("id"), where)
@@ -104,33 +105,26 @@ def _one_version(dialect: str, latest: bool) -> CompoundSelect[Any]:
 
 @cache
 def _page(dialect: str, most_recent: bool, by_name: bool, by_id: bool) -> CompoundSelect[Any]:
-    conditions = [_heads.c.account_id == bindparam("account_id"), _heads.c.kind == "config"]
-    if by_name:
-        conditions.append(_heads.c.name == bindparam("name"))
-    if by_id:
-        conditions.append(_heads.c.id == bindparam("id"))
-    joined = _heads.join(
-        _versions,
-        and_(_versions.c.id == _heads.c.id, newest_of(_heads.c.id)) if most_recent else (_versions.c.id == _heads.c.id),
-    )
-    order = (_heads.c.created_on, _heads.c.id, _versions.c.version)
-    # The page is chosen on narrow rows (ids, numbers, the total as a window count) and only its rows'
-    # bodies are read: sorting every version's JSON to keep ten would cost more than the rest.
+    page: dict[str, Any] = {
+        "most_recent": most_recent,
+        "account_id": bindparam("account_id"),
+        "kind": "config",
+        "name": bindparam("name") if by_name else None,
+        "resource_id": bindparam("id") if by_id else None,
+    }
+    joined, conditions = matching(_heads, _versions, **page)
+    # The page is chosen on narrow rows (ids and numbers) and only its rows' bodies are read: sorting
+    # every version's JSON to keep ten would cost more than the rest.
     keys = (
-        select(
-            _heads.c.id,
-            _versions.c.version,
-            func.count().over().label("total"),
-            func.row_number().over(order_by=order).label("n"),
-        )
+        select(_heads.c.id, _versions.c.version, total_of(**page).label("total"))
         .select_from(joined)
         .where(*conditions)
-        .order_by(*order)
+        .order_by(_heads.c.created_on, _heads.c.id, _versions.c.version)
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
         .cte("page_keys")
     )
-    rows = select(*COLUMNS, keys.c.total, keys.c.n).select_from(
+    rows = select(*COLUMNS, keys.c.total).select_from(
         keys.join(_heads, _heads.c.id == keys.c.id).join(
             _versions, and_(_versions.c.id == keys.c.id, _versions.c.version == keys.c.version)
         )
@@ -139,19 +133,18 @@ def _page(dialect: str, most_recent: bool, by_name: bool, by_id: bool) -> Compou
 
 
 def _split(rows: Any) -> ConfigsWithReferences:
-    configs: list[tuple[int, Versioned]] = []
+    configs: list[Versioned] = []
     referenced: Referenced = defaultdict(dict)
     total = 0
     for row in rows:
         found = versioned_row(row)
         kind = row[-1]
         if kind == "config":
-            configs.append((row[8], found))
+            configs.append(found)
             total = row[7]
         else:
             referenced[(kind, found.id)][found.version] = found
-    configs.sort(key=lambda pair: pair[0])  # the page's order: UNION ALL keeps none
-    return ConfigsWithReferences([c for _, c in configs], referenced, int(total))
+    return ConfigsWithReferences(configs, referenced, int(total))
 
 
 def _dialect(session: AsyncSession) -> str:

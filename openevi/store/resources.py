@@ -52,14 +52,42 @@ COLUMNS = (
 _JOINED = _heads.join(_versions, _versions.c.id == _heads.c.id)
 
 
-def newest_of(resource_id: Any) -> Any:
-    """`resource_versions.version` is the newest version of `resource_id` (a primary-key seek per
-    row: cheaper than grouping every version of the account's resources)."""
+def newest_of(versions: Any, resource_id: Any) -> Any:
+    """`versions.version` is the newest version of `resource_id` (a primary-key seek per row:
+    cheaper than grouping every version of the account's resources)."""
     other = _versions.alias()
-    return _versions.c.version == select(func.max(other.c.version)).where(other.c.id == resource_id).scalar_subquery()
+    return versions.c.version == select(func.max(other.c.version)).where(other.c.id == resource_id).scalar_subquery()
 
 
-_LATEST_JOINED = _heads.join(_versions, and_(_versions.c.id == _heads.c.id, newest_of(_heads.c.id)))
+def matching(
+    heads: Any,
+    versions: Any,
+    *,
+    most_recent: bool,
+    account_id: Any,
+    kind: Any,
+    name: Any = None,
+    resource_id: Any = None,
+) -> tuple[Any, list[Any]]:
+    """The join and conditions of a page (values may be bound parameters), on these table aliases."""
+    on = versions.c.id == heads.c.id
+    joined = heads.join(versions, and_(on, newest_of(versions, heads.c.id)) if most_recent else on)
+    conditions = [heads.c.account_id == account_id, heads.c.kind == kind]
+    if name is not None:
+        conditions.append(heads.c.name == name)
+    if resource_id is not None:
+        conditions.append(heads.c.id == resource_id)
+    return joined, conditions
+
+
+def total_of(**page: Any) -> Any:
+    """How many versions a page's query matches on all pages (arguments as for `matching`), as a
+    scalar subquery on tables of its own. A column of the page's rows, it is computed once; SQLite's
+    `count(*) OVER ()` cost twice as much (it materializes and sorts every row for the window)."""
+    joined, conditions = matching(_heads.alias(), _versions.alias(), **page)
+    return select(func.count()).select_from(joined).where(*conditions).scalar_subquery()
+
+
 _ONE_HEAD = and_(
     _heads.c.id == bindparam("id"), _heads.c.account_id == bindparam("account_id"), _heads.c.kind == bindparam("kind")
 )
@@ -219,17 +247,19 @@ async def list_page(
     resource_id: str | None = None,
 ) -> tuple[list[Versioned], int]:
     """A page of versions (newest version of each resource only, unless told otherwise) and the total."""
-    conditions = [_heads.c.account_id == account_id, _heads.c.kind == kind]
-    if name is not None:
-        conditions.append(_heads.c.name == name)
-    if resource_id is not None:
-        conditions.append(_heads.c.id == resource_id)
-    joined = _LATEST_JOINED if restrict_to_most_recent else _JOINED
-    # The total rides along as a window count, so a page is one statement; only a page past the
-    # end (no rows to carry it) needs a separate count.
+    page: dict[str, Any] = {
+        "most_recent": restrict_to_most_recent,
+        "account_id": account_id,
+        "kind": kind,
+        "name": name,
+        "resource_id": resource_id,
+    }
+    joined, conditions = matching(_heads, _versions, **page)
+    # The total rides along as a column, so a page is one statement; only a page past the end (no
+    # rows to carry it) needs a separate count.
     rows = (
         await session.execute(
-            select(*COLUMNS, func.count().over().label("total"))
+            select(*COLUMNS, total_of(**page).label("total"))
             .select_from(joined)
             .where(*conditions)
             .order_by(_heads.c.created_on, _heads.c.id, _versions.c.version)
@@ -242,8 +272,7 @@ async def list_page(
     elif page_number == 0:
         total = 0
     else:
-        matching = select(_heads.c.id).select_from(joined).where(*conditions).subquery()
-        total = await session.scalar(select(func.count()).select_from(matching)) or 0
+        total = await session.scalar(select(total_of(**page))) or 0
     return [versioned_row(r) for r in rows], int(total)
 
 

@@ -102,11 +102,19 @@ class OutboundAudio:
         self._pending = b""
 
     def push(self, wav_bytes: bytes) -> list[bytes]:
+        """One WAV piece (the EVI wire form)."""
         with wave.open(io.BytesIO(wav_bytes)) as wav:
             rate, channels = wav.getframerate(), wav.getnchannels()
             pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
         if channels > 1:
             pcm = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
+        return self._push(pcm, rate)
+
+    def push_pcm(self, pcm: bytes, rate: int) -> list[bytes]:
+        """One piece of 16-bit mono PCM at `rate` (as the engine emits it)."""
+        return self._push(np.frombuffer(pcm, dtype="<i2"), rate)
+
+    def _push(self, pcm: np.ndarray, rate: int) -> list[bytes]:
         if self._resampler is None or rate != self._rate:
             self._pending += self._drain()
             self._resampler = None if rate == PHONE_RATE else soxr.ResampleStream(rate, PHONE_RATE, 1, dtype="int16")
@@ -186,7 +194,7 @@ class MediaStreamBridge:
             return  # one bad frame is a click on the line, not a reason to end the call
         if payload:
             pcm = mulaw.decode(payload).astype("<i2").tobytes()
-            await self.session.handle({"type": "audio_input", "data": base64.b64encode(pcm).decode()})
+            await self.session.handle_binary_audio(pcm)
 
     def _mark_played(self, name: str) -> None:
         self._unplayed_marks.discard(name)
@@ -203,8 +211,10 @@ class MediaStreamBridge:
                     await self._end_message()
                     self._message_id = str(message.get("id"))
                 try:
-                    wav_bytes = base64.b64decode(str(message.get("data", "")))
-                    frames = self._audio.push(wav_bytes)
+                    if "pcm" in message:  # from the engine: PCM, no WAV round trip
+                        frames = self._audio.push_pcm(message["pcm"], int(message["rate"]))
+                    else:  # a wire-form message (e.g. relayed): a base64 WAV
+                        frames = self._audio.push(base64.b64decode(str(message.get("data", ""))))
                 except (binascii.Error, ValueError, wave.Error, EOFError):
                     log.warning("chat %s: unreadable audio_output skipped", self.session.chat_id)
                     continue

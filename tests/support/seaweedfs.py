@@ -95,7 +95,7 @@ def running_seaweedfs(directory: Path, *, timeout_s: float = 60.0) -> Iterator[S
         "-master.volumeSizeLimitMB=64",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=16",
+        "-volume.max=256",  # every bucket (collection) takes several volumes; 16 ran out mid-suite
         "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",

@@ -178,6 +178,10 @@ async def test_pages_match_the_two_step_path(world: World) -> None:
             s, account_id=world.a, page_number=0, page_size=2, restrict_to_most_recent=True
         )
         assert [(v["name"], v["version"]) for v in first] == [("c1", 1), ("c2", 0)] and total == 3
+        past_the_end, total = await configs.load_config_page(
+            s, account_id=world.a, page_number=5, page_size=2, restrict_to_most_recent=True
+        )
+        assert past_the_end == [] and total == 3  # counted separately: no row carries the window count
         every, total = await configs.load_config_page(
             s, account_id=world.a, page_number=0, page_size=10, restrict_to_most_recent=False
         )

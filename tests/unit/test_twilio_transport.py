@@ -13,6 +13,7 @@ import pytest
 
 from openevi.audio import mulaw
 from openevi.audio.wav import wav_chunk
+from openevi.chat import messages as msg
 from openevi.transports import call_token, twiml
 from openevi.transports.twilio import FRAME_BYTES, MediaStreamBridge, OutboundAudio, StreamProtocolError, parse_start
 from tests.support.twilio_client import twilio_signature
@@ -141,10 +142,13 @@ def test_parse_start() -> None:
 # --- outbound audio and the bridge -------------------------------------------------------------
 
 
-def _tone_wav(seconds: float, rate: int = 24000, amplitude: float = 0.3) -> bytes:
+def _tone_pcm(seconds: float, rate: int = 24000, amplitude: float = 0.3) -> bytes:
     t = np.arange(int(rate * seconds)) / rate
-    pcm = (np.sin(2 * np.pi * 300 * t) * amplitude * 32767).astype("<i2").tobytes()
-    return wav_chunk(pcm, rate)
+    return (np.sin(2 * np.pi * 300 * t) * amplitude * 32767).astype("<i2").tobytes()
+
+
+def _tone_wav(seconds: float, rate: int = 24000, amplitude: float = 0.3) -> bytes:
+    return wav_chunk(_tone_pcm(seconds, rate, amplitude), rate)
 
 
 def test_outbound_audio_is_20ms_mulaw_frames_at_8khz() -> None:
@@ -166,10 +170,10 @@ class _FakeSession:
     chat_id = "chat"
 
     def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
+        self.received: list[bytes] = []
 
-    async def handle(self, data: dict[str, Any]) -> None:
-        self.received.append(data)
+    async def handle_binary_audio(self, pcm: bytes) -> None:
+        self.received.append(pcm)
 
     def unsubscribe(self, queue: object) -> None:
         pass
@@ -186,12 +190,12 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
     outbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     bridge = MediaStreamBridge(session, "MZ1", send)  # type: ignore[arg-type]
     run = asyncio.create_task(bridge.run(inbound.get, outbound))
-    wav = base64.b64encode(_tone_wav(0.25)).decode()
+    tone = _tone_pcm(0.25)
     for message in (
         {"type": "assistant_message", "id": "m1"},
-        {"type": "audio_output", "id": "m1", "index": 0, "data": wav},
+        msg.audio_output(message_id="m1", index=0, pcm=tone, rate=24_000),
         {"type": "assistant_message", "id": "m2"},
-        {"type": "audio_output", "id": "m2", "index": 0, "data": wav},
+        msg.audio_output(message_id="m2", index=0, pcm=tone, rate=24_000),
         {"type": "user_interruption", "time": 5},
         {"type": "assistant_end"},
     ):
@@ -204,8 +208,18 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
     assert kinds[-1] == "clear" and all(m["streamSid"] == "MZ1" for m in sent)
     first_mark = kinds.index("mark")
     assert set(kinds[:first_mark]) == {"media"} and first_mark >= 12  # m1's 250 ms, then its mark
-    assert len(session.received) == 1 and session.received[0]["type"] == "audio_input"
-    pcm = np.frombuffer(base64.b64decode(session.received[0]["data"]), dtype="<i2")
+    assert len(session.received) == 1
+    pcm = np.frombuffer(session.received[0], dtype="<i2")
     assert pcm.size == 160 and abs(int(pcm.mean()) - 1000) < 40
     inbound.put_nowait({"event": "stop", "streamSid": "MZ1"})
     assert await asyncio.wait_for(run, 5) == "caller"
+
+
+def test_engine_pcm_and_wire_wav_give_the_same_phone_audio() -> None:
+    tone = _tone_pcm(0.25)
+    from_pcm = OutboundAudio().push_pcm(tone, 24_000)
+    from_wav = OutboundAudio().push(_tone_wav(0.25))
+    assert from_pcm == from_wav and from_pcm
+    wire = msg.wire_form(msg.audio_output(message_id="m", index=0, pcm=tone, rate=24_000))
+    assert set(wire) == {"type", "id", "index", "data"}
+    assert OutboundAudio().push(base64.b64decode(wire["data"])) == from_pcm
