@@ -19,14 +19,10 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
-from openevi.chat.ports import ChatEnd
+from openevi.chat.lifecycle import end_unattended_chat
 from openevi.chat.runtime import ChatRuntime
-from openevi.chat.stored_history import store_chat_end
-from openevi.schemas.chat_types import ChatStatus
-from openevi.services.configs import load_config
 from openevi.store.chats import ACTIVE
-from openevi.store.db import now_ms, transaction
-from openevi.store.errors import NotFoundError
+from openevi.store.db import transaction
 from openevi.store.models import Chat
 
 log = logging.getLogger("openevi.chat.instances")
@@ -109,27 +105,7 @@ async def close_chats_of(runtime: ChatRuntime, dead_instance: str, *, reason: st
             chat = await s.get(Chat, chat_id)
             if chat is None:
                 continue
-            webhooks: list[dict[str, Any]] = []
-            if chat.config_id:
-                with contextlib.suppress(NotFoundError):
-                    config = await load_config(
-                        s, account_id=chat.account_id, config_id=chat.config_id, version=chat.config_version
-                    )
-                    webhooks = config.get("webhooks", [])
-            queued += await store_chat_end(
-                s,
-                ChatEnd(
-                    account_id=chat.account_id,
-                    chat_id=chat.id,
-                    chat_group_id=chat.chat_group_id,
-                    config_id=chat.config_id,
-                    webhooks=webhooks,
-                    started_ms=chat.start_timestamp,
-                    ended_ms=now_ms(),
-                    status=ChatStatus.ERROR,
-                    message=reason,
-                ),
-            )
+            queued += await end_unattended_chat(s, chat, message=reason)
             closed += 1
     if closed:
         log.warning("closed %d chat(s) of instance %s, whose lease ran out", closed, dead_instance)

@@ -8,18 +8,22 @@ used by a live session closing and by recovery for chats a crash left open.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.chat.config import ChatConfig
 from openevi.chat.ports import ChatEnd, PhoneCaller
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.stored_history import StoredHistory, store_chat_end
-from openevi.schemas.chat_types import EventRole, EventType
+from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 from openevi.services.configs import load_config
 from openevi.store import chats
-from openevi.store.db import transaction
+from openevi.store.db import now_ms, transaction
 from openevi.store.errors import NotFoundError
+from openevi.store.models import Chat
 from openevi.webhooks import outbox
 
 if TYPE_CHECKING:
@@ -31,6 +35,7 @@ __all__ = [
     "ChatRequest",
     "OpenedChat",
     "PhoneCaller",
+    "end_unattended_chat",
     "open_chat",
     "store_chat_end",
 ]
@@ -136,3 +141,28 @@ async def open_chat(runtime: ChatRuntime, request: ChatRequest) -> OpenedChat:
     )
     return OpenedChat(session, resumed)
 
+
+async def end_unattended_chat(s: AsyncSession, chat: Chat, *, message: str) -> int:
+    """End, as ERROR, a chat whose serving process is gone (recovery at restart, the dead-instance
+    sweeper): its config's webhooks are looked up again; returns the deliveries queued."""
+    webhooks: list[dict[str, Any]] = []
+    if chat.config_id:
+        with contextlib.suppress(NotFoundError):
+            config = await load_config(
+                s, account_id=chat.account_id, config_id=chat.config_id, version=chat.config_version
+            )
+            webhooks = config.get("webhooks", [])
+    return await store_chat_end(
+        s,
+        ChatEnd(
+            account_id=chat.account_id,
+            chat_id=chat.id,
+            chat_group_id=chat.chat_group_id,
+            config_id=chat.config_id,
+            webhooks=webhooks,
+            started_ms=chat.start_timestamp,
+            ended_ms=now_ms(),
+            status=ChatStatus.ERROR,
+            message=message,
+        ),
+    )

@@ -5,14 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from openevi.chat.ports import ChatEnd
+from openevi.chat.lifecycle import end_unattended_chat
 from openevi.chat.runtime import ChatRuntime
-from openevi.chat.stored_history import store_chat_end
-from openevi.schemas.chat_types import ChatStatus
-from openevi.services.configs import load_config
 from openevi.store import chats
-from openevi.store.db import new_id, now_ms, transaction
-from openevi.store.errors import NotFoundError
+from openevi.store.db import new_id, transaction
 
 log = logging.getLogger("openevi.chat.recovery")
 
@@ -36,29 +32,7 @@ async def close_orphans(runtime: ChatRuntime) -> int:
     queued = 0
     for chat in orphans:
         async with transaction(runtime.db) as s:
-            webhooks: list[dict[str, object]] = []
-            if chat.config_id:
-                try:
-                    config = await load_config(
-                        s, account_id=chat.account_id, config_id=chat.config_id, version=chat.config_version
-                    )
-                    webhooks = config.get("webhooks", [])
-                except NotFoundError:
-                    pass
-            queued += await store_chat_end(
-                s,
-                ChatEnd(
-                    account_id=chat.account_id,
-                    chat_id=chat.id,
-                    chat_group_id=chat.chat_group_id,
-                    config_id=chat.config_id,
-                    webhooks=webhooks,
-                    started_ms=chat.start_timestamp,
-                    ended_ms=now_ms(),
-                    status=ChatStatus.ERROR,
-                    message="server restarted",
-                ),
-            )
+            queued += await end_unattended_chat(s, chat, message="server restarted")
     if orphans:
         log.warning("closed %d chat(s) left active by the previous run", len(orphans))
     if queued:
