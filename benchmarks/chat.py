@@ -87,9 +87,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--concurrency", default="1,4,8,16")
     parser.add_argument("--model", choices=["scripted", "local"], default="scripted")
+    parser.add_argument("--workers", type=int, default=1, help="openevi serve --workers N (one machine)")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x]
-    with bench_server(args.model, REPLY) as server:
+    with bench_server(args.model, REPLY, workers=args.workers) as server:
         print(f"model: {args.model}; scripted reply streams 2 words every 20 ms")
         asyncio.run(run(server, args.turns, levels))
 

@@ -13,7 +13,12 @@ from tests.support.scripted_llm import Reply, ScriptedLLM
 
 @contextmanager
 def bench_server(
-    model: str, reply: str, *, log_level: str = "warning", extra_env: dict[str, str] | None = None
+    model: str,
+    reply: str,
+    *,
+    log_level: str = "warning",
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[ServerProcess]:
     """A running server whose model is the local default (`local`) or a scripted fast one (`scripted`).
 
@@ -31,7 +36,8 @@ def bench_server(
         }
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            server = ServerProcess(data_dir=Path(tmp), extra_env=env)
+            serve_args = ("--workers", str(workers)) if workers > 1 else ()
+            server = ServerProcess(data_dir=Path(tmp), extra_env=env, serve_args=serve_args)
             server.start(timeout=300)
             try:
                 yield server

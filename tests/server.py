@@ -66,6 +66,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     # Limit of open files for the server process (None: inherited), to test running out of them.
     max_open_files: int | None = None
+    # More `openevi serve` flags (e.g. ["--workers", "2"] for the benchmarks).
+    serve_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,8 +101,9 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        command = [sys.executable, "-m", "openevi.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "openevi.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*command, *self.serve_args],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
