@@ -24,7 +24,7 @@ from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
 from openevi.chat import messages as msg
 from openevi.chat.runtime import ChatRuntime
-from openevi.chat.session import USER_ENDED, ChatSession
+from openevi.chat.session import ChatSession
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
 from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, is_audio, parse_frame
@@ -218,7 +218,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         raise
     finally:
         # The client went away (or the chat ended itself): the chat ends here.
-        await session.close(USER_ENDED, reason="client disconnected")
+        await session.close(ChatStatus.USER_ENDED, reason="client disconnected")
 
 
 @router.websocket("/v0/evi/chat/{chat_id}/connect")

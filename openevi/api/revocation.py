@@ -10,12 +10,12 @@ violation) and the reason "API key revoked".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.api.quotas import ChatAdmission, LiveChat
+from openevi.periodic import Periodic
 from openevi.schemas.chat_types import ChatStatus
 from openevi.store import usage
 
@@ -35,27 +35,13 @@ class RevocationWatcher:
     ) -> None:
         self._admission = admission
         self._db = db
-        self._interval = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("revocation-watch", self.sweep, interval_s=interval_s, wait_first=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="revocation-watch")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-            except Exception:
-                # A database hiccup: the next sweep tries again.
-                log.exception("revocation check failed")
+        await self._loop.stop()
 
     async def sweep(self) -> int:
         """One check; returns how many chats were ended."""

@@ -23,7 +23,7 @@ from openevi.api.errors import ApiError
 from openevi.api.quotas import ChatAdmission, QuotaExceeded, ServerBusy
 from openevi.chat import lifecycle
 from openevi.chat.runtime import ChatRuntime
-from openevi.chat.session import ERROR, USER_ENDED
+from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import AudioConfiguration
 from openevi.services.configs import load_config
 from openevi.settings import Settings
@@ -265,11 +265,11 @@ async def media_stream(websocket: WebSocket) -> None:
             await _close(websocket, 1000)  # Twilio ends the <Connect>, and with it the call
     except Exception:
         log.exception("call %s (chat %s) failed", start.call_sid, session.chat_id)
-        await session.close(ERROR, reason="internal error")
+        await session.close(ChatStatus.ERROR, reason="internal error")
         await _close(websocket, 1011)
         raise
     finally:
-        await session.close(USER_ENDED, reason="caller hung up")
+        await session.close(ChatStatus.USER_ENDED, reason="caller hung up")
 
 
 async def _close(websocket: WebSocket, code: int) -> None:

@@ -10,8 +10,6 @@ several survivors sweep at once each chat is closed exactly once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -21,6 +19,7 @@ from sqlalchemy import CursorResult, select, update
 
 from openevi.chat.lifecycle import end_unattended_chat
 from openevi.chat.runtime import ChatRuntime
+from openevi.periodic import Periodic
 from openevi.store.chats import ACTIVE
 from openevi.store.db import transaction
 from openevi.store.models import Chat
@@ -39,25 +38,13 @@ class InstanceSweeper:
         self._interval_s = interval_s
         self._confirm_s = confirm_s
         self._missing_since: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("instance-sweeper", self.sweep, interval_s=interval_s)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="instance-sweeper")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("sweeping dead instances failed")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
     async def sweep(self) -> int:
         """One pass; returns how many chats this instance closed."""

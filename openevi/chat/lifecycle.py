@@ -30,14 +30,12 @@ if TYPE_CHECKING:
     from openevi.chat.session import ChatSession
 
 __all__ = [
-    "ChatEnd",
     "ChatRefused",
     "ChatRequest",
     "OpenedChat",
     "PhoneCaller",
     "end_unattended_chat",
     "open_chat",
-    "store_chat_end",
 ]
 
 

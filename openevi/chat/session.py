@@ -42,12 +42,6 @@ from openevi.store.db import now_ms
 
 log = logging.getLogger("openevi.chat.session")
 
-# Kept for callers that name statuses by these constants.
-INACTIVITY_TIMEOUT = ChatStatus.INACTIVITY_TIMEOUT
-MAX_DURATION_TIMEOUT = ChatStatus.MAX_DURATION_TIMEOUT
-USER_ENDED = ChatStatus.USER_ENDED
-ERROR = ChatStatus.ERROR
-
 
 class Phase(Enum):
     """Where a chat is. `speaking` (a turn running or its audio still playing) is orthogonal."""
@@ -687,7 +681,7 @@ class ChatSession:
             self._last_activity = time.monotonic()
         if outcome.hang_up:
             self._timers.append(
-                asyncio.create_task(self.close(USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
+                asyncio.create_task(self.close(ChatStatus.USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
             )
 
     async def _cancel_turn(self, *, record_interruption: bool) -> None:
@@ -730,12 +724,12 @@ class ChatSession:
             now = time.monotonic()
             silent = now - self._last_activity
             if now - started >= limit:
-                await self._end_with_message(MAX_DURATION_TIMEOUT, "on_max_duration_timeout")
+                await self._end_with_message(ChatStatus.MAX_DURATION_TIMEOUT, "on_max_duration_timeout")
                 return
             if self.speaking or self.paused:
                 continue
             if config.inactivity.enabled and silent >= config.inactivity.duration_s:
-                await self._end_with_message(INACTIVITY_TIMEOUT, "on_inactivity_timeout")
+                await self._end_with_message(ChatStatus.INACTIVITY_TIMEOUT, "on_inactivity_timeout")
                 return
             interval = config.nudge_interval_s
             if interval is not None and not self._nudged and silent >= interval:
