@@ -43,7 +43,7 @@ from openevi.speech.vad.registry import create_vad
 from openevi.storage import create_store
 from openevi.storage.spool import RecordingSpool
 from openevi.store import accounts
-from openevi.store.db import create_engine, migrate, session_factory
+from openevi.store.db import create_engine, migrate, read_session_factory, session_factory
 from openevi.store.errors import NameTakenError, NotFoundError
 from openevi.web.router import router as web_router
 from openevi.webhooks.dispatcher import WebhookDispatcher
@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.db = factory
+        app.state.read_db = read_session_factory(engine)
         app.state.authenticator = Authenticator(factory, signing, settings.access_token_ttl_secs)
         instance_id = instance_id_for(settings.data_dir, settings.instance_id)
         if settings.workers > 1:

@@ -136,13 +136,13 @@ async def _open_chat(
 
 
 async def _pump(
-    websocket: WebSocket, session: ChatSession, outbound: asyncio.Queue[dict[str, Any] | None], *, observer: bool
+    websocket: WebSocket, session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None], *, observer: bool
 ) -> None:
     """Move frames both ways until either side ends."""
 
     async def writer() -> None:
         while (message := await outbound.get()) is not None:
-            await websocket.send_text(json.dumps(msg.wire_form(message), separators=(",", ":")))
+            await websocket.send_text(json.dumps(message.to_dict(), separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)
 
@@ -181,17 +181,17 @@ async def _pump(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[dict[str, Any] | None]) -> None:
+def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None]) -> None:
     """Only the observer that sent audio is told; the chat's own socket did nothing wrong."""
-    error = msg.error(
-        code=AUDIO_NOT_ALLOWED.code[0],
-        slug=AUDIO_NOT_ALLOWED.code[1],
-        message=AUDIO_NOT_ALLOWED.message,
-        request_id=session.request_id,
+    outbound.put_nowait(
+        msg.Error(
+            code=AUDIO_NOT_ALLOWED.code[0],
+            slug=AUDIO_NOT_ALLOWED.code[1],
+            message=AUDIO_NOT_ALLOWED.message,
+            request_id=session.request_id,
+            custom_session_id=session.custom_session_id,
+        )
     )
-    if session.custom_session_id is not None:
-        error["custom_session_id"] = session.custom_session_id
-    outbound.put_nowait(error)
 
 
 @router.websocket("/v0/evi/chat")
@@ -262,11 +262,11 @@ async def _pump_remote(
     def tell(code: tuple[str, str], message: str) -> None:
         # Only this observer is told (as with a local observer); a full queue is about to cut it off anyway.
         with contextlib.suppress(asyncio.QueueFull):
-            stream.put_nowait(msg.error(code=code[0], slug=code[1], message=message, request_id=""))
+            stream.put_nowait(msg.Error.of(code, message).to_dict())
 
     async def writer() -> None:
         while not isinstance(item := await stream.get(), StreamEnd):
-            await websocket.send_text(json.dumps(msg.wire_form(item), separators=(",", ":")))
+            await websocket.send_text(json.dumps(item, separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=item.code, reason=item.reason)
 

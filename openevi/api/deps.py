@@ -22,6 +22,11 @@ async def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
     return cast(async_sessionmaker[AsyncSession], request.app.state.db)
 
 
+async def get_read_db(request: Request) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read (store.db.read_session_factory): never commit with them."""
+    return cast(async_sessionmaker[AsyncSession], request.app.state.read_db)
+
+
 async def get_principal(request: Request) -> Principal:
     # Headers read here rather than declared as Header() parameters: the credentials stay out of the
     # OpenAPI schema either way, and FastAPI skips extracting and validating two parameters per request.
@@ -52,6 +57,7 @@ async def get_page(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Db = Annotated[async_sessionmaker[AsyncSession], Depends(get_db)]
+ReadDb = Annotated[async_sessionmaker[AsyncSession], Depends(get_read_db)]
 Caller = Annotated[Principal, Depends(get_principal)]
 PageDep = Annotated[Page, Depends(get_page)]
 MostRecent = Annotated[bool, Query()]

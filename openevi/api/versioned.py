@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.api.auth import Principal
-from openevi.api.deps import Caller, Db, MostRecent, Page, PageDep, SettingsDep
+from openevi.api.deps import Caller, Db, MostRecent, Page, PageDep, ReadDb, SettingsDep
 from openevi.schemas.rest import PostedVersionDescription
 from openevi.services.views import paged
 from openevi.settings import Settings
@@ -106,7 +106,7 @@ def versioned_router(res: VersionedResource) -> APIRouter:
     @router.get("", operation_id=f"list-{res.plural}", response_model=dict[str, Any])
     async def list_all(
         caller: Caller,
-        db: Db,
+        db: ReadDb,
         page: PageDep,
         restrict_to_most_recent: MostRecent = True,
         name: str | None = None,
@@ -115,7 +115,7 @@ def versioned_router(res: VersionedResource) -> APIRouter:
 
     @router.get("/{id}", operation_id=f"list-{kind}-versions", response_model=dict[str, Any])
     async def list_versions(
-        id: str, caller: Caller, db: Db, page: PageDep, restrict_to_most_recent: MostRecent = True
+        id: str, caller: Caller, db: ReadDb, page: PageDep, restrict_to_most_recent: MostRecent = True
     ) -> Response:
         return await page_of(caller, db, page, restrict_to_most_recent, resource_id=id)
 
@@ -143,7 +143,7 @@ def versioned_router(res: VersionedResource) -> APIRouter:
         return {}
 
     @router.get("/{id}/version/{version}", operation_id=f"get-{kind}-version", response_model=dict[str, Any])
-    async def get_version(id: str, version: int, caller: Caller, db: Db) -> Response:
+    async def get_version(id: str, version: int, caller: Caller, db: ReadDb) -> Response:
         async with db() as s:
             view = await read_one_of(s, caller, id, version)
         return json_response(view)

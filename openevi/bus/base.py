@@ -13,8 +13,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from openevi.chat.messages import ServerMessage
+
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
-OutboundQueue = asyncio.Queue[dict[str, Any] | None]
+OutboundQueue = asyncio.Queue[ServerMessage | None]
 
 
 class OutboundStream(Protocol):
@@ -55,6 +57,7 @@ class StreamEnd:
 
 
 Observed = dict[str, Any] | StreamEnd
+"""An observed message in the EVI wire shape (observers are EVI sockets), or the end."""
 
 
 class ChatBus(Protocol):

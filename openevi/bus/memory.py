@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
-from openevi.bus.base import Handler, LiveChat, Observed, Presence, StreamEnd
+from openevi.bus.base import Handler, LiveChat, Observed, OutboundQueue, Presence, StreamEnd
 
 
 class MemoryBus:
@@ -67,11 +67,11 @@ class MemoryBus:
 
 
 async def _relay(
-    source: asyncio.Queue[dict[str, Any] | None], queue: asyncio.Queue[Observed], presence: Presence, limit: int
+    source: OutboundQueue, queue: asyncio.Queue[Observed], presence: Presence, limit: int
 ) -> None:
     while (message := await source.get()) is not None:
         if queue.qsize() >= limit:
             queue.put_nowait(StreamEnd(1013, "observer too slow"))
             return
-        queue.put_nowait(message)
+        queue.put_nowait(message.to_dict())
     queue.put_nowait(StreamEnd(*presence.closing()))

@@ -26,7 +26,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from openevi.bus.base import Handler, LiveChat, Observed, OutboundQueue, Presence, StreamEnd
-from openevi.chat.messages import wire_form
 
 log = logging.getLogger("openevi.bus.redis")
 
@@ -173,7 +172,7 @@ class RedisBus:
                         pipe.publish(channel, json.dumps({"end": [code, reason]}))
                         ended = True
                         break
-                    pipe.publish(channel, json.dumps({"m": wire_form(item)}, separators=(",", ":")))
+                    pipe.publish(channel, json.dumps({"m": item.to_dict()}, separators=(",", ":")))
                 try:
                     await pipe.execute()
                 except (RedisError, OSError):

@@ -8,7 +8,6 @@ passed the words are usually ready; if the user speaks again the speculation is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,6 +18,7 @@ import numpy as np
 
 from openevi.audio.decode import AudioDecoder, DecodeError
 from openevi.chat.config import TurnDetection
+from openevi.chat.tasks import TaskScope
 from openevi.chat.turn_detection import (
     SilenceStarted,
     SpeechOngoing,
@@ -91,7 +91,10 @@ class Listener:
         on_mark: Callable[[str], None] = lambda stage: None,
         on_early: Callable[[HeardTurn], Awaitable[None]] | None = None,
         on_resumed: Callable[[], Awaitable[None]] | None = None,
+        tasks: TaskScope | None = None,
     ) -> None:
+        """`tasks`: the chat's task scope, which then owns (and at the end cancels) the listener's
+        tasks; without one the listener has its own, closed by `aclose`."""
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
         self._frame = vad.frame_samples
@@ -122,7 +125,8 @@ class Listener:
         self._turn_frames: list[np.ndarray] = []  # this turn's speech so far, for interim transcripts
         self._samples_in = 0
         self._turn_begin_ms = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._owns_tasks = tasks is None
+        self._tasks = tasks if tasks is not None else TaskScope("listener")
         self._onset_ms = 0.0
         self._interrupting = False
 
@@ -195,28 +199,30 @@ class Listener:
             case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
                 self._mark("turn_end")
                 # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
-                task = asyncio.create_task(
-                    self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting)
+                self._tasks.spawn(
+                    self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting),
+                    name="listener-finish-turn",
                 )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
 
     def _speculate(self, audio: np.ndarray, *, begin_ms: int, end_ms: int) -> None:
         """Start transcribing (and scoring) what was said so far, before the turn is certain."""
         self._cancel_speculation()
         if audio.size == 0:
             return
-        transcript = asyncio.create_task(self._asr.transcribe(audio))
+        # A speculation's failure is reported when the turn uses it (see _transcribed, _retrieve).
+        transcript = self._tasks.spawn(self._asr.transcribe(audio), name="listener-speculate", log_failure=False)
         transcript.add_done_callback(self._transcribed)
-        emotions = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
+        emotions = (
+            self._tasks.spawn(self._prosody.score(audio), name="listener-speculate-prosody", log_failure=False)
+            if self._prosody
+            else None
+        )
         if emotions is not None:
             emotions.add_done_callback(_retrieve)
         spec = _Speculation(audio.size, transcript, emotions)
         self._speculation = spec
         if self._on_early is not None:
-            early = asyncio.create_task(self._early(spec, begin_ms, end_ms))
-            self._tasks.add(early)
-            early.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._early(spec, begin_ms, end_ms), name="listener-early")
 
     async def _early(self, spec: _Speculation, begin_ms: int, end_ms: int) -> None:
         """The words are ready before the end of the turn is certain: the engine may start answering."""
@@ -248,7 +254,7 @@ class Listener:
             if result.text.strip():
                 self._on_interim(result.text.strip(), begin_ms, begin_ms + audio.size * 1000 // self.sample_rate)
 
-        self._interim = asyncio.create_task(run())
+        self._interim = self._tasks.spawn(run(), name="listener-interim", log_failure=False)
         self._interim.add_done_callback(_retrieve)
 
     async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int, *, interrupting: bool) -> None:
@@ -262,7 +268,13 @@ class Listener:
             else:
                 if spec is not None:
                     spec.transcript.cancel()
-                emotion_task = asyncio.create_task(self._prosody.score(audio)) if self._prosody else None
+                emotion_task = (
+                    self._tasks.spawn(self._prosody.score(audio), name="listener-prosody", log_failure=False)
+                    if self._prosody
+                    else None
+                )
+                if emotion_task is not None:
+                    emotion_task.add_done_callback(_retrieve)  # unread if transcription fails
                 transcript = await self._asr.transcribe(audio)
                 self._mark("asr_done")
                 emotions = await emotion_task if emotion_task is not None else None
@@ -283,9 +295,7 @@ class Listener:
             self._mark("asr_done")
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(work, name="listener-decoder-close")
 
     async def aclose(self) -> None:
         """Stop listening: speculation, interim transcripts and the decoder's thread."""
@@ -293,11 +303,11 @@ class Listener:
         if decoder is not None:
             await decoder.aclose()
         self._cancel_speculation()
-        for task in (self._interim, *self._tasks):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if self._interim is not None:
+            self._interim.cancel()
+        if self._owns_tasks:
+            await self._tasks.aclose()
+        # Otherwise the chat's scope cancels and awaits them (ChatSession.close, before this).
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -1,9 +1,15 @@
-"""Server → client chat messages, as the SDK's SubscribeEvent types define them."""
+"""Server → client chat messages, typed: what the engine emits and every transport receives.
+
+Each mirrors one of the SDK's SubscribeEvent types (and the client messages of `schemas/protocol.py`);
+`to_dict()` gives the EVI wire shape. `AudioOutput` carries raw PCM: the EVI socket frames it as a
+base64 WAV at send time, the phone bridge as μ-law, so the engine never encodes audio for a transport.
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from openevi.audio.wav import wav_chunk
 
@@ -18,115 +24,229 @@ def wire_scores(scores: dict[str, float]) -> dict[str, float]:
     }
 
 
-def chat_metadata(*, chat_id: str, chat_group_id: str, request_id: str) -> dict[str, Any]:
-    return {"type": "chat_metadata", "chat_id": chat_id, "chat_group_id": chat_group_id, "request_id": request_id}
+def _prosody(scores: dict[str, float] | None) -> dict[str, Any]:
+    return {"prosody": {"scores": wire_scores(scores)}} if scores is not None else {}
 
 
-def user_message(
-    *,
-    text: str,
-    begin_ms: int,
-    end_ms: int,
-    from_text: bool,
-    interim: bool = False,
-    prosody: dict[str, float] | None = None,
-    language: str | None = None,
-) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "type": "user_message",
-        "message": {"role": "user", "content": text},
-        "models": {"prosody": {"scores": wire_scores(prosody)}} if prosody is not None else {},
-        "time": {"begin": begin_ms, "end": end_ms},
-        "from_text": from_text,
-        "interim": interim,
-    }
-    if language:
-        message["language"] = language
-    return message
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Message:
+    type: ClassVar[str]
+    custom_session_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as the EVI socket carries it (the SDK's shape)."""
+        body = {"type": self.type, **self._fields()}
+        if self.custom_session_id is not None:
+            body["custom_session_id"] = self.custom_session_id
+        return body
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
 
 
-def assistant_message(*, message_id: str, text: str, from_text: bool) -> dict[str, Any]:
-    return {
-        "type": "assistant_message",
-        "id": message_id,
-        "message": {"role": "assistant", "content": text},
-        "models": {},
-        "from_text": from_text,
-        "is_quick_response": False,
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMetadata(_Message):
+    type: ClassVar[str] = "chat_metadata"
+    chat_id: str
+    chat_group_id: str
+    request_id: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"chat_id": self.chat_id, "chat_group_id": self.chat_group_id, "request_id": self.request_id}
 
 
-def assistant_prosody(*, message_id: str, scores: dict[str, float]) -> dict[str, Any]:
-    return {"type": "assistant_prosody", "id": message_id, "models": {"prosody": {"scores": wire_scores(scores)}}}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserMessage(_Message):
+    """A user turn: final, or an interim transcript while the user still speaks."""
+
+    type: ClassVar[str] = "user_message"
+    text: str
+    begin_ms: int
+    end_ms: int
+    from_text: bool
+    interim: bool = False
+    prosody: dict[str, float] | None = None
+    language: str | None = None
+
+    def _fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "message": {"role": "user", "content": self.text},
+            "models": _prosody(self.prosody),
+            "time": {"begin": self.begin_ms, "end": self.end_ms},
+            "from_text": self.from_text,
+            "interim": self.interim,
+        }
+        if self.language:
+            fields["language"] = self.language
+        return fields
 
 
-def audio_output(*, message_id: str, index: int, pcm: bytes, rate: int) -> dict[str, Any]:
-    """A piece of the answer's audio as the engine emits it: 16-bit mono PCM at `rate`.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistantMessage(_Message):
+    type: ClassVar[str] = "assistant_message"
+    id: str
+    text: str
+    from_text: bool
 
-    Each transport frames it its own way: the EVI socket as a base64 WAV (`wire_form`), the phone
-    bridge as μ-law."""
-    return {"type": "audio_output", "id": message_id, "index": index, "pcm": pcm, "rate": rate}
-
-
-def wire_form(message: dict[str, Any]) -> dict[str, Any]:
-    """The message as the EVI socket carries it: `audio_output` PCM becomes `data`, a base64 WAV."""
-    if message.get("type") != "audio_output" or "pcm" not in message:
-        return message
-    wire = {k: v for k, v in message.items() if k not in ("pcm", "rate")}
-    wire["data"] = base64.b64encode(wav_chunk(message["pcm"], int(message["rate"]))).decode()
-    return wire
-
-
-def assistant_end() -> dict[str, Any]:
-    return {"type": "assistant_end"}
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "message": {"role": "assistant", "content": self.text},
+            "models": {},
+            "from_text": self.from_text,
+            "is_quick_response": False,
+        }
 
 
-def user_interruption(*, time_ms: int) -> dict[str, Any]:
-    return {"type": "user_interruption", "time": time_ms}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistantProsody(_Message):
+    """The emotion of the assistant's own speech, for the assistant_message with the same id."""
+
+    type: ClassVar[str] = "assistant_prosody"
+    id: str
+    scores: dict[str, float]
+
+    def _fields(self) -> dict[str, Any]:
+        return {"id": self.id, "models": _prosody(self.scores)}
 
 
-def tool_call(
-    *, name: str, parameters: str, tool_call_id: str, tool_type: str, response_required: bool
-) -> dict[str, Any]:
-    return {
-        "type": "tool_call",
-        "name": name,
-        "parameters": parameters,
-        "tool_call_id": tool_call_id,
-        "tool_type": tool_type,
-        "response_required": response_required,
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioOutput(_Message):
+    """A piece of the answer's audio: 16-bit mono little-endian PCM at `rate`."""
+
+    type: ClassVar[str] = "audio_output"
+    id: str
+    index: int
+    pcm: bytes = field(repr=False)
+    rate: int
+
+    def _fields(self) -> dict[str, Any]:
+        # Framed here, at send time, not by the engine: other transports want the PCM.
+        return {"id": self.id, "index": self.index, "data": base64.b64encode(wav_chunk(self.pcm, self.rate)).decode()}
 
 
-def tool_response(*, tool_call_id: str, content: str, tool_name: str | None, tool_type: str) -> dict[str, Any]:
-    return {
-        "type": "tool_response",
-        "tool_call_id": tool_call_id,
-        "content": content,
-        "tool_name": tool_name,
-        "tool_type": tool_type,
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistantEnd(_Message):
+    type: ClassVar[str] = "assistant_end"
 
 
-def tool_error(
-    *, tool_call_id: str, error: str, content: str | None, code: str | None, tool_type: str
-) -> dict[str, Any]:
-    return {
-        "type": "tool_error",
-        "tool_call_id": tool_call_id,
-        "error": error,
-        "content": content,
-        "code": code,
-        "level": "warn",
-        "tool_type": tool_type,
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserInterruption(_Message):
+    type: ClassVar[str] = "user_interruption"
+    time_ms: int
+
+    def _fields(self) -> dict[str, Any]:
+        return {"time": self.time_ms}
 
 
-def error(*, code: str, slug: str, message: str, request_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": "error", "code": code, "slug": slug, "message": message}
-    if request_id:
-        body["request_id"] = request_id
-    return body
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall(_Message):
+    type: ClassVar[str] = "tool_call"
+    name: str
+    parameters: str
+    tool_call_id: str
+    tool_type: str
+    response_required: bool
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "parameters": self.parameters,
+            "tool_call_id": self.tool_call_id,
+            "tool_type": self.tool_type,
+            "response_required": self.response_required,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolResponse(_Message):
+    """A tool's result: a built-in tool's, or a client's tool_response echoed into the stream."""
+
+    type: ClassVar[str] = "tool_response"
+    tool_call_id: str
+    content: str
+    tool_name: str | None
+    tool_type: str | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "tool_call_id": self.tool_call_id,
+            "content": self.content,
+            "tool_name": self.tool_name,
+            "tool_type": self.tool_type,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolError(_Message):
+    """A tool's failure: a built-in tool's, or a client's tool_error echoed into the stream."""
+
+    type: ClassVar[str] = "tool_error"
+    tool_call_id: str
+    error: str
+    content: str | None
+    code: str | None
+    tool_type: str | None
+    level: str | None = "warn"
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "tool_call_id": self.tool_call_id,
+            "error": self.error,
+            "content": self.content,
+            "code": self.code,
+            "level": self.level,
+            "tool_type": self.tool_type,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error(_Message):
+    """Something went wrong; the chat goes on (codes below, documented in docs/protocol.md)."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    slug: str
+    message: str
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, code: tuple[str, str], message: str, *, request_id: str | None = None) -> Error:
+        return cls(code=code[0], slug=code[1], message=message, request_id=request_id)
+
+    def _fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"code": self.code, "slug": self.slug, "message": self.message}
+        if self.request_id:
+            fields["request_id"] = self.request_id
+        return fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSettingsApplied(_Message):
+    """The session_settings just applied, echoed as sent (minus secrets), as the SDK expects."""
+
+    type: ClassVar[str] = "session_settings"
+    settings: dict[str, Any]
+
+    def _fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings.items() if k != "type"}
+
+
+ServerMessage = (
+    ChatMetadata
+    | UserMessage
+    | AssistantMessage
+    | AssistantProsody
+    | AudioOutput
+    | AssistantEnd
+    | UserInterruption
+    | ToolCall
+    | ToolResponse
+    | ToolError
+    | Error
+    | SessionSettingsApplied
+)
+"""Every message the engine sends to a chat's sockets."""
 
 
 # Error codes sent in `error` messages (documented in docs/protocol.md).

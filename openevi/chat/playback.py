@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import time
+from openevi.chat.clock import Clock, SystemClock
 
 
 class PlaybackClock:
     """Estimates when audio already sent will have finished playing, assuming real-time playback."""
 
-    def __init__(self, *, lead_s: float, chat_started: float | None = None) -> None:
+    def __init__(self, *, lead_s: float, clock: Clock | None = None, chat_started: float | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._lead_s = lead_s
-        self._chat_started = chat_started if chat_started is not None else time.monotonic()
-        self._until = 0.0  # monotonic time at which everything sent so far has been played
+        self._chat_started = chat_started if chat_started is not None else self._clock.monotonic()
+        self._until = 0.0  # clock time at which everything sent so far has been played
 
     def wait_before_next(self) -> float:
         """Seconds to wait before sending more, to stay within the lead."""
-        return max(0.0, self._until - time.monotonic() - self._lead_s)
+        return max(0.0, self._until - self._clock.monotonic() - self._lead_s)
 
     def queued(self, seconds: float) -> None:
-        self._until = max(self._until, time.monotonic()) + seconds
+        self._until = max(self._until, self._clock.monotonic()) + seconds
 
     def starts_at_ms(self, seconds: float) -> int:
         """Timeline position (ms since chat start) of the piece just queued."""
@@ -30,4 +31,4 @@ class PlaybackClock:
 
     @property
     def playing(self) -> bool:
-        return self._until > time.monotonic()
+        return self._until > self._clock.monotonic()

@@ -11,10 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from openevi.chat.messages import ServerMessage
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
-
-OutboundMessage = dict[str, Any]
-"""A server → client message as `chat/messages.py` builds it (the SDK's SubscribeEvent shapes)."""
 
 
 @dataclass(frozen=True)
@@ -98,18 +96,18 @@ class Fanout:
     """
 
     def __init__(self) -> None:
-        self._queues: list[asyncio.Queue[OutboundMessage | None]] = []
+        self._queues: list[asyncio.Queue[ServerMessage | None]] = []
 
-    def subscribe(self) -> asyncio.Queue[OutboundMessage | None]:
-        queue: asyncio.Queue[OutboundMessage | None] = asyncio.Queue()
+    def subscribe(self) -> asyncio.Queue[ServerMessage | None]:
+        queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
         self._queues.append(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[OutboundMessage | None]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[ServerMessage | None]) -> None:
         if queue in self._queues:
             self._queues.remove(queue)
 
-    def send(self, message: OutboundMessage) -> None:
+    def send(self, message: ServerMessage) -> None:
         for queue in self._queues:
             queue.put_nowait(message)
 

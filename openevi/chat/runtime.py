@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.bus.base import ChatBus
+from openevi.chat.clock import Clock, SystemClock
 from openevi.llm.base import LanguageModel
 from openevi.schemas.chat_types import ChatStatus
 from openevi.settings import Settings
@@ -47,6 +48,8 @@ class ChatRuntime:
     asr: SpeechRecognizer | None = None
     prosody: ProsodyModel | None = None
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    # Timeouts, nudges and playback pacing read time here (tests drive a fake one).
+    clock: Clock = field(default_factory=SystemClock)
     sessions: dict[str, ChatSession] = field(default_factory=dict)
 
     async def shutdown(self) -> None:

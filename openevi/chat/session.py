@@ -13,8 +13,8 @@ import binascii
 import contextlib
 import json
 import logging
-import time
 import uuid
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
@@ -29,8 +29,9 @@ from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_hist
 from openevi.chat.limits import ChatLimits
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
-from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, OutboundMessage, PhoneCaller
+from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, PhoneCaller
 from openevi.chat.runtime import ChatRuntime
+from openevi.chat.tasks import TaskScope
 from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
@@ -114,14 +115,15 @@ class ChatSession:
         self._inbound = asyncio.Lock()
         self._turn: asyncio.Task[TurnOutcome] | None = None
         self._turn_obj: AssistantTurn | None = None
-        self._timers: list[asyncio.Task[None]] = []
-        self._last_activity = time.monotonic()
+        self.clock = runtime.clock
+        # Every task of the chat (turn, timers, scoring, listening) belongs here; close() ends them all.
+        self.tasks = TaskScope(f"chat {chat_id}")
+        self._last_activity = self.clock.monotonic()
         self._nudged = False
         self._nudging = False
-        self._background: set[asyncio.Task[None]] = set()
         self._llm: LanguageModel | None = None
-        self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000)
+        self.pending_tools: dict[str, asyncio.Future[p.ToolResponse | p.ToolError]] = {}
+        self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000, clock=self.clock)
         self.recorder: ChatRecorder | None = None
         self.listener: Listener | None = None
         self.timings = TurnTimings()
@@ -143,21 +145,22 @@ class ChatSession:
             raise RuntimeError(f"chat {self.chat_id}: no transition {self.phase.value} → {phase.value}")
         self.phase = phase
 
-    def subscribe(self) -> asyncio.Queue[OutboundMessage | None]:
+    def subscribe(self) -> asyncio.Queue[msg.ServerMessage | None]:
         """A socket's view of the chat's outbound stream (None: the chat is over)."""
         return self.outbound.subscribe()
 
-    def unsubscribe(self, queue: asyncio.Queue[OutboundMessage | None]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[msg.ServerMessage | None]) -> None:
         self.outbound.unsubscribe(queue)
 
-    def emit(self, message: OutboundMessage) -> None:
+    def emit(self, message: msg.ServerMessage) -> None:
         """Send a message to every socket of this chat, in order."""
         if self.custom_session_id is not None:
-            message["custom_session_id"] = self.custom_session_id
+            # EVI tags every message of the session with the client's custom_session_id.
+            message = replace(message, custom_session_id=self.custom_session_id)
         self.outbound.send(message)
 
     def emit_error(self, code: tuple[str, str], message: str) -> None:
-        self.emit(msg.error(code=code[0], slug=code[1], message=message, request_id=self.request_id))
+        self.emit(msg.Error.of(code, message, request_id=self.request_id))
 
     def elapsed_ms(self) -> int:
         return now_ms() - self.started_ms
@@ -209,7 +212,7 @@ class ChatSession:
                 return
             if self.status is not None:
                 return
-            self.emit(msg.assistant_prosody(message_id=message_id, scores=scores))
+            self.emit(msg.AssistantProsody(id=message_id, scores=scores))
             self.record(
                 EventRole.AGENT,
                 EventType.ASSISTANT_PROSODY,
@@ -218,10 +221,7 @@ class ChatSession:
                 related_event_id=event_id,
             )
 
-        task = asyncio.create_task(run(), name=f"assistant-prosody-{self.chat_id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        return self.tasks.spawn(run(), name=f"assistant-prosody-{self.chat_id}")
 
     # --- language model -------------------------------------------------------------------
 
@@ -258,7 +258,7 @@ class ChatSession:
         # chat_metadata must see the resumed history and the connect-time settings.
         async with self._inbound:
             self.emit(
-                msg.chat_metadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id)
+                msg.ChatMetadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id)
             )
             settings = (
                 p.SessionSettings.model_validate({**session_settings, "type": "session_settings"})
@@ -276,7 +276,7 @@ class ChatSession:
             elif settings is not None:
                 await self._apply_settings(settings)
             self.record(EventRole.SYSTEM, EventType.SYSTEM_PROMPT, self.conversation.system_prompt)
-            self._timers.append(asyncio.create_task(self._watch_timeouts(), name=f"timeouts-{self.chat_id}"))
+            self.tasks.spawn(self._watch_timeouts(), name=f"timeouts-{self.chat_id}")
             if self.phase is not Phase.STARTING:
                 return  # ended while starting
             self._enter(Phase.OPEN)
@@ -294,13 +294,10 @@ class ChatSession:
         self.status = status
         self._enter(Phase.ENDED)
         await self._cancel_turn(record_interruption=False)
-        for timer in self._timers:
-            if timer is not asyncio.current_task():
-                timer.cancel()
         for future in self.pending_tools.values():
             future.cancel()
-        for task in list(self._background):
-            task.cancel()
+        # Every other task of the chat is cancelled and awaited (the caller may be one of them).
+        await self.tasks.aclose()
         await self.runtime.bus.unregister(self.chat_id)
         self.runtime.sessions.pop(self.chat_id, None)
         self.history.end(
@@ -382,9 +379,8 @@ class ChatSession:
             case p.SessionSettings():
                 await self._apply_settings(message)
             case p.ToolResponse() | p.ToolError():
-                answer = message.model_dump(exclude={"custom_session_id"})
-                self._resolve_tool(message.tool_call_id, answer)
-                self.emit(dict(answer))  # echoed into the stream, as the SDK expects
+                self._resolve_tool(message)
+                self.emit(_echo(message))  # into the stream, as the SDK expects
             case p.PauseAssistant():
                 await self._pause()
             case p.ResumeAssistant():
@@ -393,7 +389,7 @@ class ChatSession:
                 await self._accept_audio(data)
 
     def _touch(self) -> None:
-        self._last_activity = time.monotonic()
+        self._last_activity = self.clock.monotonic()
         self._nudged = False
 
     async def user_turn(
@@ -433,7 +429,7 @@ class ChatSession:
         """Send the final user_message, store it, and add it to the conversation (unless not `to_model`)."""
         now = self.elapsed_ms() if end_ms is None else end_ms
         self.emit(
-            msg.user_message(
+            msg.UserMessage(
                 text=text,
                 begin_ms=begin_ms if begin_ms is not None else now,
                 end_ms=now,
@@ -488,12 +484,12 @@ class ChatSession:
         self.record(EventRole.USER, EventType.SESSION_SETTINGS, json.dumps(shown))
         if "system_prompt" in fields or "variables" in fields:
             self.record(EventRole.SYSTEM, EventType.SYSTEM_PROMPT, self.conversation.system_prompt)
-        self.emit({**shown, "type": "session_settings"})
+        self.emit(msg.SessionSettingsApplied(settings=shown))
 
-    def _resolve_tool(self, tool_call_id: str, answer: dict[str, Any]) -> None:
-        future = self.pending_tools.get(tool_call_id)
+    def _resolve_tool(self, answer: p.ToolResponse | p.ToolError) -> None:
+        future = self.pending_tools.get(answer.tool_call_id)
         if future is None or future.done():
-            self.emit_error(msg.E_TOOL, f"No pending tool call with id {tool_call_id!r}")
+            self.emit_error(msg.E_TOOL, f"No pending tool call with id {answer.tool_call_id!r}")
             return
         future.set_result(answer)
 
@@ -543,7 +539,7 @@ class ChatSession:
             on_turn=lambda heard: self._heard(heard, offset_ms),
             on_speech=self._user_speaking,
             on_interim=lambda text, begin, end: self.emit(
-                msg.user_message(
+                msg.UserMessage(
                     text=text, begin_ms=offset_ms + begin, end_ms=offset_ms + end, from_text=False, interim=True
                 )
             ),
@@ -551,6 +547,7 @@ class ChatSession:
             on_mark=self._mark,
             on_early=lambda heard: self._heard_early(heard, offset_ms),
             on_resumed=self._user_resumed,
+            tasks=self.tasks,
             on_audio=lambda samples, at_ms: (
                 self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
             ),
@@ -660,7 +657,8 @@ class ChatSession:
         self._nudging = nudge
         turn = AssistantTurn(self, speak=speak, instruction=instruction, pending_user=pending_user, hold=hold)
         self._turn_obj = turn
-        self._turn = asyncio.create_task(turn.run(), name=f"turn-{self.chat_id}")
+        # A failure is reported by _turn_done (error + assistant_end), not only logged.
+        self._turn = self.tasks.spawn(turn.run(), name=f"turn-{self.chat_id}", log_failure=False)
         self._turn.add_done_callback(self._turn_done)
 
     def _turn_done(self, task: asyncio.Task[TurnOutcome]) -> None:
@@ -672,17 +670,15 @@ class ChatSession:
             log.error("chat %s: assistant turn failed", self.chat_id, exc_info=exc)
             if self.status is None:
                 self.emit_error(msg.E_INTERNAL, "Internal error while answering")
-                self.emit(msg.assistant_end())
+                self.emit(msg.AssistantEnd())
             return
         outcome = task.result()
         if not self._nudging:
             # Silence is counted from the end of a real answer; a nudge does not restart the clock,
             # so an unanswered nudge is followed by the inactivity timeout, not by more nudges.
-            self._last_activity = time.monotonic()
+            self._last_activity = self.clock.monotonic()
         if outcome.hang_up:
-            self._timers.append(
-                asyncio.create_task(self.close(ChatStatus.USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
-            )
+            self.tasks.spawn(self.close(ChatStatus.USER_ENDED, reason="hang_up"), name=f"hangup-{self.chat_id}")
 
     async def _cancel_turn(self, *, record_interruption: bool) -> None:
         """Stop the current turn at once (what was already sent stays recorded as said)."""
@@ -701,14 +697,14 @@ class ChatSession:
         elif not was_playing:
             return
         if record_interruption and turn is not None and turn.started_speaking:
-            self.emit(msg.user_interruption(time_ms=self.elapsed_ms()))
+            self.emit(msg.UserInterruption(time_ms=self.elapsed_ms()))
             self.record(EventRole.USER, EventType.USER_INTERRUPTION)
 
     async def wait_turn(self) -> None:
         task = self._turn
         if task is not None and task is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(task)
+            # Waits for the turn however it ends, without swallowing the waiter's own cancellation.
+            await asyncio.wait({task})
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -718,10 +714,11 @@ class ChatSession:
         limit = self.runtime.settings.max_chat_duration_s
         if config.max_duration.enabled:
             limit = min(limit, config.max_duration.duration_s)
-        started = time.monotonic()
+        clock = self.clock
+        started = clock.monotonic()
         while self.status is None:
-            await asyncio.sleep(0.25)
-            now = time.monotonic()
+            await clock.sleep(0.25)
+            now = clock.monotonic()
             silent = now - self._last_activity
             if now - started >= limit:
                 await self._end_with_message(ChatStatus.MAX_DURATION_TIMEOUT, "on_max_duration_timeout")
@@ -748,3 +745,22 @@ class ChatSession:
             )
             await self.wait_turn()
         await self.close(status, reason=event_name)
+
+
+def _echo(answer: p.ToolResponse | p.ToolError) -> msg.ToolResponse | msg.ToolError:
+    """A client's tool result as the stream shows it."""
+    if isinstance(answer, p.ToolResponse):
+        return msg.ToolResponse(
+            tool_call_id=answer.tool_call_id,
+            content=answer.content,
+            tool_name=answer.tool_name,
+            tool_type=answer.tool_type,
+        )
+    return msg.ToolError(
+        tool_call_id=answer.tool_call_id,
+        error=answer.error,
+        content=answer.content,
+        code=answer.code,
+        level=answer.level,
+        tool_type=answer.tool_type,
+    )

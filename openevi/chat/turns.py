@@ -19,6 +19,7 @@ from openevi.chat import messages as msg
 from openevi.chat.chunker import SentenceChunker
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, web_search
 from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall
+from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import EventRole, EventType
 from openevi.speech.tts.base import TTSError
 from openevi.store.db import now_ms
@@ -70,7 +71,10 @@ class AssistantTurn:
         self.outcome = TurnOutcome()
 
     async def run(self) -> TurnOutcome:
-        speaker = asyncio.create_task(self._speak_pieces(), name=f"speaker-{self.session.chat_id}")
+        # The speaker's failure surfaces here (awaited below), so the chat's scope need not log it.
+        speaker = self.session.tasks.spawn(
+            self._speak_pieces(), name=f"speaker-{self.session.chat_id}", log_failure=False
+        )
         try:
             if self.speak_text is not None:
                 chunker = SentenceChunker(first_clause_words=10_000)
@@ -88,7 +92,7 @@ class AssistantTurn:
         # Every message of the turn (the last sentence's assistant_prosody too) comes before its end.
         if self._measures:
             await asyncio.wait(self._measures, timeout=MEASURE_WAIT_S)
-        self.session.emit(msg.assistant_end())
+        self.session.emit(msg.AssistantEnd())
         return self.outcome
 
     # --- generation -------------------------------------------------------------------------
@@ -220,10 +224,10 @@ class AssistantTurn:
     async def _await_client(self, call: ToolCall) -> str:
         """Send the call to the client and wait for its tool_response or tool_error."""
         s = self.session
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[p.ToolResponse | p.ToolError] = asyncio.get_running_loop().create_future()
         s.pending_tools[call.id] = future
         s.emit(
-            msg.tool_call(
+            msg.ToolCall(
                 name=call.name,
                 parameters=call.arguments,
                 tool_call_id=call.id,
@@ -239,9 +243,9 @@ class AssistantTurn:
             return fallback or f"The tool {call.name} did not answer in time."
         finally:
             s.pending_tools.pop(call.id, None)
-        if answer.get("type") == "tool_error":
-            return answer.get("content") or s.tools.fallback(call.name) or f"The tool failed: {answer.get('error')}"
-        return str(answer.get("content", ""))
+        if isinstance(answer, p.ToolError):
+            return answer.content or s.tools.fallback(call.name) or f"The tool failed: {answer.error}"
+        return answer.content
 
     async def _run_builtin(self, call: ToolCall) -> str:
         s = self.session
@@ -257,7 +261,7 @@ class AssistantTurn:
                 log.warning("chat %s: web_search failed: %s", s.chat_id, exc)
                 fallback = s.tools.fallback(call.name) or "The web search failed."
                 s.emit(
-                    msg.tool_error(
+                    msg.ToolError(
                         tool_call_id=call.id,
                         error=str(exc) or "web search failed",
                         content=fallback,
@@ -268,7 +272,7 @@ class AssistantTurn:
                 return fallback
         else:
             content = ""
-        s.emit(msg.tool_response(tool_call_id=call.id, content=content, tool_name=call.name, tool_type="builtin"))
+        s.emit(msg.ToolResponse(tool_call_id=call.id, content=content, tool_name=call.name, tool_type="builtin"))
         return content
 
     # --- speaking ---------------------------------------------------------------------------
@@ -290,7 +294,7 @@ class AssistantTurn:
                 message_id = str(uuid.uuid4())
                 s.timings.mark("first_piece")
                 self.started_speaking = True
-                s.emit(msg.assistant_message(message_id=message_id, text=piece, from_text=self.speak_text is not None))
+                s.emit(msg.AssistantMessage(id=message_id, text=piece, from_text=self.speak_text is not None))
                 event_id = s.record(EventRole.AGENT, EventType.AGENT_MESSAGE, piece)
                 s.conversation.add_assistant(piece)
                 self.spoken.append(piece)
@@ -334,9 +338,9 @@ class AssistantTurn:
         s = self.session
         wait = s.playback.wait_before_next()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await s.clock.sleep(wait)
         s.playback.queued(len(pcm) / (2 * rate))
-        s.emit(msg.audio_output(message_id=message_id, index=index, pcm=pcm, rate=rate))
+        s.emit(msg.AudioOutput(id=message_id, index=index, pcm=pcm, rate=rate))
         if index == 0:
             s.timings.mark("first_audio")
             s.timings.report(s.chat_id)

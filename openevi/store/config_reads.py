@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
     type_coerce,
@@ -37,7 +38,18 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.store.models import ResourceHead, ResourceVersion
-from openevi.store.resources import COLUMNS, MAX_VERSION, Versioned, matching, total_of, versioned_row
+from openevi.store.resources import (
+    COLUMNS,
+    MAX_VERSION,
+    Versioned,
+    has_version,
+    head_conditions,
+    matching,
+    newest_version,
+    page_order,
+    total_of,
+    versioned_row,
+)
 
 _heads = ResourceHead.__table__
 _versions = ResourceVersion.__table__
@@ -79,7 +91,9 @@ def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
                 and_(_versions.c.id == refs.c.id, _versions.c.version == func.coalesce(refs.c.v, newest)),
             )
         )
-        .where(_heads.c.account_id == bindparam("account_id"), _heads.c.kind.in_(("prompt", "tool")))
+        # Not `kind IN (…)`: an IN list is an "expanding" parameter, re-rendered into the SQL at every
+        # execution.
+        .where(_heads.c.account_id == bindparam("account_id"), or_(_heads.c.kind == "prompt", _heads.c.kind == "tool"))
     )
     rows = union_all(select(*cfg.c, literal("config").label("kind")), referenced)
     return rows.order_by(rows.selected_columns.created_on, rows.selected_columns.id, rows.selected_columns.version)
@@ -112,21 +126,40 @@ def _page(dialect: str, most_recent: bool, by_name: bool, by_id: bool) -> Compou
         "name": bindparam("name") if by_name else None,
         "resource_id": bindparam("id") if by_id else None,
     }
-    joined, conditions = matching(_heads, _versions, **page)
+    total = total_of(**page).label("total")
+    head_columns = (_heads.c.id, _heads.c.name, _heads.c.created_on)
     # The page is chosen on narrow rows (ids and numbers) and only its rows' bodies are read: sorting
     # every version's JSON to keep ten would cost more than the rest.
-    keys = (
-        select(_heads.c.id, _versions.c.version, total_of(**page).label("total"))
-        .select_from(joined)
-        .where(*conditions)
-        .order_by(_heads.c.created_on, _heads.c.id, _versions.c.version)
+    if most_recent:
+        # The heads in page order, each one's newest version looked up as a column: evaluated for the
+        # page's rows only (PostgreSQL postpones such a column past the sort and limit; SQLite walks
+        # the page index and stops), where a join on "version = newest" seeks it for every version.
+        conditions = head_conditions(_heads, **{k: v for k, v in page.items() if k != "most_recent"})
+        keys = select(*head_columns, newest_version(_heads.c.id).label("version"), total).where(
+            *conditions, has_version(_heads)
+        )
+    else:
+        joined, conditions = matching(_heads, _versions, **page)
+        keys = select(*head_columns, _versions.c.version, total).select_from(joined).where(*conditions)
+    page_keys = (
+        keys.order_by(*page_order(_heads, _versions, most_recent=most_recent))
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
         .cte("page_keys")
     )
-    rows = select(*COLUMNS, keys.c.total).select_from(
-        keys.join(_heads, _heads.c.id == keys.c.id).join(
-            _versions, and_(_versions.c.id == keys.c.id, _versions.c.version == keys.c.version)
+    # The columns of COLUMNS, in their order, with the head's from the page keys.
+    rows = select(
+        page_keys.c.id,
+        page_keys.c.name,
+        _versions.c.version,
+        _versions.c.version_description,
+        COLUMNS[4],
+        page_keys.c.created_on,
+        _versions.c.modified_on,
+        page_keys.c.total,
+    ).select_from(
+        page_keys.join(
+            _versions, and_(_versions.c.id == page_keys.c.id, _versions.c.version == page_keys.c.version)
         )
     )
     return _with_references(rows, dialect)

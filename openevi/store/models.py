@@ -61,7 +61,11 @@ class ResourceHead(Base):
     """The name and version counter of one prompt, tool or config."""
 
     __tablename__ = "resource_heads"
-    __table_args__ = (UniqueConstraint("account_id", "kind", "name", name="uq_resource_name"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "kind", "name", name="uq_resource_name"),
+        # Migration 0004: list pages in order (created_on, id) without sorting every head.
+        Index("ix_resource_heads_page", "account_id", "kind", "created_on", "id"),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     account_id: Mapped[str] = mapped_column(ID, ForeignKey("accounts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))

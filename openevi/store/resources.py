@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import orjson
-from sqlalchemy import Text, and_, bindparam, case, delete, func, select, type_coerce, update
+from sqlalchemy import Text, and_, bindparam, case, delete, exists, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,11 +52,32 @@ COLUMNS = (
 _JOINED = _heads.join(_versions, _versions.c.id == _heads.c.id)
 
 
+def newest_version(resource_id: Any) -> Any:
+    """The newest version number of `resource_id`, as a scalar subquery (a primary-key seek)."""
+    other = _versions.alias()
+    return select(func.max(other.c.version)).where(other.c.id == resource_id).scalar_subquery()
+
+
 def newest_of(versions: Any, resource_id: Any) -> Any:
     """`versions.version` is the newest version of `resource_id` (a primary-key seek per row:
     cheaper than grouping every version of the account's resources)."""
+    return versions.c.version == newest_version(resource_id)
+
+
+def has_version(heads: Any) -> Any:
+    """The head has at least one version (a head without one is an import under way)."""
     other = _versions.alias()
-    return versions.c.version == select(func.max(other.c.version)).where(other.c.id == resource_id).scalar_subquery()
+    return exists().where(other.c.id == heads.c.id)
+
+
+def head_conditions(heads: Any, *, account_id: Any, kind: Any, name: Any, resource_id: Any) -> list[Any]:
+    """The heads a page lists (values may be bound parameters)."""
+    conditions = [heads.c.account_id == account_id, heads.c.kind == kind]
+    if name is not None:
+        conditions.append(heads.c.name == name)
+    if resource_id is not None:
+        conditions.append(heads.c.id == resource_id)
+    return conditions
 
 
 def matching(
@@ -72,19 +93,31 @@ def matching(
     """The join and conditions of a page (values may be bound parameters), on these table aliases."""
     on = versions.c.id == heads.c.id
     joined = heads.join(versions, and_(on, newest_of(versions, heads.c.id)) if most_recent else on)
-    conditions = [heads.c.account_id == account_id, heads.c.kind == kind]
-    if name is not None:
-        conditions.append(heads.c.name == name)
-    if resource_id is not None:
-        conditions.append(heads.c.id == resource_id)
-    return joined, conditions
+    return joined, head_conditions(heads, account_id=account_id, kind=kind, name=name, resource_id=resource_id)
 
 
-def total_of(**page: Any) -> Any:
+def page_order(heads: Any, versions: Any, *, most_recent: bool) -> tuple[Any, ...]:
+    """The order of a page's rows. With only the newest version of each resource, the version number
+    breaks no ties; leaving it out lets the index on (account_id, kind, created_on, id) hand the
+    heads over in page order, so the page stops after its rows instead of sorting them all."""
+    if most_recent:
+        return heads.c.created_on, heads.c.id
+    return heads.c.created_on, heads.c.id, versions.c.version
+
+
+def total_of(
+    *, most_recent: bool, account_id: Any, kind: Any, name: Any = None, resource_id: Any = None
+) -> Any:
     """How many versions a page's query matches on all pages (arguments as for `matching`), as a
     scalar subquery on tables of its own. A column of the page's rows, it is computed once; SQLite's
-    `count(*) OVER ()` cost twice as much (it materializes and sorts every row for the window)."""
-    joined, conditions = matching(_heads.alias(), _versions.alias(), **page)
+    `count(*) OVER ()` cost twice as much (it materializes and sorts every row for the window).
+    With only the newest versions that is one per resource that has a version: a count of heads,
+    each checked for a version by primary key, rather than a search for every head's newest."""
+    heads, versions = _heads.alias(), _versions.alias()
+    conditions = head_conditions(heads, account_id=account_id, kind=kind, name=name, resource_id=resource_id)
+    if most_recent:
+        return select(func.count()).select_from(heads).where(*conditions, has_version(heads)).scalar_subquery()
+    joined = heads.join(versions, versions.c.id == heads.c.id)
     return select(func.count()).select_from(joined).where(*conditions).scalar_subquery()
 
 
@@ -262,7 +295,7 @@ async def list_page(
             select(*COLUMNS, total_of(**page).label("total"))
             .select_from(joined)
             .where(*conditions)
-            .order_by(_heads.c.created_on, _heads.c.id, _versions.c.version)
+            .order_by(*page_order(_heads, _versions, most_recent=restrict_to_most_recent))
             .offset(page_number * page_size)
             .limit(page_size)
         )

@@ -14,10 +14,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import io
 import logging
 import time
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ import numpy as np
 import soxr
 
 from openevi.audio import mulaw
+from openevi.chat import messages as msg
 
 if TYPE_CHECKING:
     from openevi.chat.session import ChatSession
@@ -94,27 +93,16 @@ async def wait_for_start(receive: Receive) -> StreamStart:
 
 
 class OutboundAudio:
-    """audio_output pieces (WAV at the speech rate) → 20 ms μ-law frames at 8 kHz, streaming."""
+    """audio_output pieces (PCM at the speech rate) → 20 ms μ-law frames at 8 kHz, streaming."""
 
     def __init__(self) -> None:
         self._resampler: soxr.ResampleStream | None = None
         self._rate = 0
         self._pending = b""
 
-    def push(self, wav_bytes: bytes) -> list[bytes]:
-        """One WAV piece (the EVI wire form)."""
-        with wave.open(io.BytesIO(wav_bytes)) as wav:
-            rate, channels = wav.getframerate(), wav.getnchannels()
-            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        if channels > 1:
-            pcm = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
-        return self._push(pcm, rate)
-
-    def push_pcm(self, pcm: bytes, rate: int) -> list[bytes]:
+    def push_pcm(self, pcm_bytes: bytes, rate: int) -> list[bytes]:
         """One piece of 16-bit mono PCM at `rate` (as the engine emits it)."""
-        return self._push(np.frombuffer(pcm, dtype="<i2"), rate)
-
-    def _push(self, pcm: np.ndarray, rate: int) -> list[bytes]:
+        pcm = np.frombuffer(pcm_bytes, dtype="<i2")
         if self._resampler is None or rate != self._rate:
             self._pending += self._drain()
             self._resampler = None if rate == PHONE_RATE else soxr.ResampleStream(rate, PHONE_RATE, 1, dtype="int16")
@@ -159,7 +147,7 @@ class MediaStreamBridge:
         self._unplayed_marks: set[str] = set()
         self._marks_played = asyncio.Event()
 
-    async def run(self, receive: Receive, outbound: asyncio.Queue[dict[str, Any] | None]) -> str:
+    async def run(self, receive: Receive, outbound: asyncio.Queue[msg.ServerMessage | None]) -> str:
         """Until the caller hangs up ("caller") or the chat ends ("chat")."""
         writer = asyncio.create_task(self._write(outbound), name=f"twilio-out-{self.session.chat_id}")
         reader = asyncio.create_task(self._read(receive), name=f"twilio-in-{self.session.chat_id}")
@@ -203,26 +191,20 @@ class MediaStreamBridge:
 
     # --- chat → caller -------------------------------------------------------------------
 
-    async def _write(self, outbound: asyncio.Queue[dict[str, Any] | None]) -> None:
+    async def _write(self, outbound: asyncio.Queue[msg.ServerMessage | None]) -> None:
         while (message := await outbound.get()) is not None:
-            kind = message.get("type")
-            if kind == "audio_output":
-                if message.get("id") != self._message_id:
+            match message:
+                case msg.AudioOutput():
+                    if message.id != self._message_id:
+                        await self._end_message()
+                        self._message_id = message.id
+                    await self._send_frames(self._audio.push_pcm(message.pcm, message.rate))
+                case msg.AssistantEnd():
                     await self._end_message()
-                    self._message_id = str(message.get("id"))
-                try:
-                    if "pcm" in message:  # from the engine: PCM, no WAV round trip
-                        frames = self._audio.push_pcm(message["pcm"], int(message["rate"]))
-                    else:  # a wire-form message (e.g. relayed): a base64 WAV
-                        frames = self._audio.push(base64.b64decode(str(message.get("data", ""))))
-                except (binascii.Error, ValueError, wave.Error, EOFError):
-                    log.warning("chat %s: unreadable audio_output skipped", self.session.chat_id)
-                    continue
-                await self._send_frames(frames)
-            elif kind == "assistant_end" or (kind == "assistant_message" and message.get("id") != self._message_id):
-                await self._end_message()
-            elif kind == "user_interruption":
-                await self._clear()
+                case msg.AssistantMessage() if message.id != self._message_id:
+                    await self._end_message()
+                case msg.UserInterruption():
+                    await self._clear()
         await self._end_message()
         await self._let_it_play()
 

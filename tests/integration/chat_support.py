@@ -75,7 +75,7 @@ def wav_info(data_b64: str) -> tuple[int, int, int]:
         return wav.getframerate(), wav.getnchannels(), wav.getnframes()
 
 
-async def wait_chat_ended(client: AsyncHumeClient, chat_id: str, *, limit_s: float = 15.0) -> Any:
+async def wait_chat_ended(client: AsyncHumeClient, chat_id: str, *, limit_s: float = 30.0) -> Any:
     """The chat's stored record once it is no longer ACTIVE (the end is written just after close)."""
     async with asyncio.timeout(limit_s):
         while True:

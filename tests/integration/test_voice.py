@@ -183,6 +183,7 @@ async def test_barge_in_stops_the_assistant(voice_server: ServerProcess, llm: Sc
     assert not [m for m in late if m.type == "audio_output" and m.id in interrupted_ids]
     spoken = [m.message.content for m in of_type(before + after, "assistant_message")]
     assert len(spoken) < 12, "the reply was cut short"
+    await wait_chat_ended(client, metadata.chat_id)  # events are stored off the hot path: all of them
     events = await client.empathic_voice.chats.list_chat_events(id=metadata.chat_id, page_size=100)
     types = [e.type for e in events.items or []]
     assert "USER_INTERRUPTION" in types

@@ -11,6 +11,8 @@ messages = await engine.until(session, "assistant_end")
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from openevi.bus.memory import MemoryBus
+from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.config import ChatConfig
-from openevi.chat.ports import ChatEnd, OutboundMessage, PastEvent
+from openevi.chat.messages import ServerMessage
+from openevi.chat.ports import ChatEnd, PastEvent
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
 from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent
@@ -155,10 +159,59 @@ class ScriptedModel:
         pass
 
 
+class FakeClock:
+    """A Clock whose time moves only when the test says so (`await clock.advance(seconds)`).
+
+    Sleepers wake in deadline order, each at its own deadline, and the loop is given a few turns
+    after each wake so the woken task can act (and sleep again) before time moves on.
+    """
+
+    SETTLE_TURNS = 20
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), wake))
+        await wake
+
+    @property
+    def sleeping(self) -> int:
+        """How many sleepers are waiting (cancelled ones excluded)."""
+        return sum(1 for _, _, wake in self._sleepers if not wake.done())
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by `seconds`, waking every sleeper whose deadline passes, in order."""
+        target = self.now + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, wake = heapq.heappop(self._sleepers)
+            self.now = max(self.now, deadline)
+            if not wake.done():
+                wake.set_result(None)
+                await settle(self.SETTLE_TURNS)
+        self.now = target
+        await settle(self.SETTLE_TURNS)
+
+
+async def settle(turns: int = 20) -> None:
+    """Give the event loop `turns` turns (tasks that are ready run; no real time passes)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
 class FakeEngine:
     """A runtime of fakes (no database, no models) and the sessions built on it."""
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
+    def __init__(self, data_dir: Path, *, clock: Clock | None = None, **settings: Any) -> None:
         self.settings = Settings(data_dir=data_dir, audio_lead_ms=600_000, **settings)
         self.model = ScriptedModel()
         self.tts = FakeTTS()
@@ -169,6 +222,7 @@ class FakeEngine:
             tts=self.tts,
             language_model=self._model,
             prosody=FakeProsody(),
+            clock=clock or SystemClock(),
         )
         self.histories: list[FakeHistory] = []
 
@@ -192,19 +246,19 @@ class FakeEngine:
 
 
 async def receive_until(
-    queue: asyncio.Queue[OutboundMessage | None], kind: str, *, limit_s: float = 10.0
-) -> list[OutboundMessage]:
+    queue: asyncio.Queue[ServerMessage | None], kind: str, *, limit_s: float = 10.0
+) -> list[ServerMessage]:
     """Messages from a subscribed queue up to and including the first of type `kind`."""
-    seen: list[OutboundMessage] = []
+    seen: list[ServerMessage] = []
     async with asyncio.timeout(limit_s):
         while True:
             message = await queue.get()
             if message is None:
-                raise AssertionError(f"the chat ended before {kind}: {[m['type'] for m in seen]}")
+                raise AssertionError(f"the chat ended before {kind}: {kinds(seen)}")
             seen.append(message)
-            if message["type"] == kind:
+            if message.type == kind:
                 return seen
 
 
-def kinds(messages: list[OutboundMessage]) -> list[str]:
-    return [m["type"] for m in messages]
+def kinds(messages: list[ServerMessage]) -> list[str]:
+    return [m.type for m in messages]

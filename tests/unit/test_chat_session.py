@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from openevi.chat import messages as msg
 from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
 from openevi.chat.listener import HeardTurn
 from openevi.chat.session import Phase
@@ -28,7 +29,7 @@ async def started(engine: FakeEngine, config: ChatConfig | None = None, **kw: ob
     session = engine.session(config, **kw)  # type: ignore[arg-type]
     queue = session.subscribe()
     await session.start(resumed=bool(kw.get("history")), session_settings=None)
-    assert (await queue.get() or {})["type"] == "chat_metadata"
+    assert isinstance(await queue.get(), msg.ChatMetadata)
     return session, queue
 
 
@@ -39,7 +40,7 @@ async def test_a_text_turn_in_order(engine: FakeEngine) -> None:
     messages = await receive_until(queue, "assistant_end")
     shown = [k for k in kinds(messages) if k != "audio_output"]
     assert shown[0] == "user_message" and shown[-1] == "assistant_end"
-    said = [m["message"]["content"] for m in messages if m["type"] == "assistant_message"]
+    said = [m.text for m in messages if isinstance(m, msg.AssistantMessage)]
     assert " ".join(said) == "It is sunny. Enjoy the day."
     # every sentence is scored before the turn ends
     assert len([k for k in shown if k == "assistant_prosody"]) == len(said)
@@ -61,7 +62,8 @@ async def test_a_tool_round_trip(engine: FakeEngine) -> None:
     session, queue = await started(engine, ChatConfig(tools=(WEATHER,), webhooks=({"url": "https://x.test"},)))
     await session.handle({"type": "user_input", "text": "Weather in Paris?"})
     before = await receive_until(queue, "tool_call")
-    assert before[-1]["name"] == "get_weather" and before[-1]["tool_call_id"] == "call-1"
+    call = before[-1]
+    assert isinstance(call, msg.ToolCall) and call.name == "get_weather" and call.tool_call_id == "call-1"
     await session.handle({"type": "tool_response", "tool_call_id": "call-1", "content": "sunny"})
     after = await receive_until(queue, "assistant_end")
     assert "tool_response" in kinds(after)  # echoed, as the SDK expects
@@ -80,12 +82,12 @@ async def test_a_crashed_turn_ends_with_error_and_assistant_end(engine: FakeEngi
     session, queue = await started(engine)
     await session.handle({"type": "user_input", "text": "hello"})
     messages = await receive_until(queue, "assistant_end")
-    errors = [m for m in messages if m["type"] == "error"]
-    assert errors and errors[0]["slug"] == "internal_error"
+    errors = [m for m in messages if isinstance(m, msg.Error)]
+    assert errors and errors[0].slug == "internal_error"
     engine.model.replies.append([TextDelta("Back again.")])  # the chat goes on
     await session.handle({"type": "user_input", "text": "still there?"})
     messages = await receive_until(queue, "assistant_end")
-    assert [m["message"]["content"] for m in messages if m["type"] == "assistant_message"] == ["Back again."]
+    assert [m.text for m in messages if isinstance(m, msg.AssistantMessage)] == ["Back again."]
 
 
 async def test_a_provider_error_is_reported_and_kept(engine: FakeEngine) -> None:
@@ -93,8 +95,8 @@ async def test_a_provider_error_is_reported_and_kept(engine: FakeEngine) -> None
     session, queue = await started(engine)
     await session.handle({"type": "user_input", "text": "hello"})
     messages = await receive_until(queue, "assistant_end")
-    error = next(m for m in messages if m["type"] == "error")
-    assert error["slug"] == "language_model_error" and "rate_limited" in error["message"]
+    error = next(m for m in messages if isinstance(m, msg.Error))
+    assert error.slug == "language_model_error" and "rate_limited" in error.message
     assert engine.histories[0].errors[-1]["slug"] == "language_model_error"
 
 
@@ -173,13 +175,13 @@ async def test_the_tool_loop_guard_still_answers(engine: FakeEngine) -> None:
     while True:
         message = await queue.get()
         assert message is not None
-        if message["type"] == "tool_call":
+        if isinstance(message, msg.ToolCall):
             calls += 1
-            await session.handle({"type": "tool_response", "tool_call_id": message["tool_call_id"], "content": "?"})
-        if message["type"] == "assistant_end":
+            await session.handle({"type": "tool_response", "tool_call_id": message.tool_call_id, "content": "?"})
+        if isinstance(message, msg.AssistantEnd):
             break
-        if message["type"] == "assistant_message":
-            assert message["message"]["content"] == "Sorry."
+        if isinstance(message, msg.AssistantMessage):
+            assert message.text == "Sorry."
     assert calls == 8 and engine.model.requests[-1].tools == []
 
 
@@ -235,11 +237,11 @@ async def test_a_silent_user_is_nudged_once_then_timed_out(engine: FakeEngine) -
         on_inactivity_timeout=EventMessage(enabled=True, text="Goodbye for now."),
     )
     session, queue = await started(engine, config)
-    messages: list[dict[str, object]] = []
+    messages: list[msg.ServerMessage] = []
     async with asyncio.timeout(20):
         while (message := await queue.get()) is not None:
             messages.append(message)
-    said = [m["message"]["content"] for m in messages if m["type"] == "assistant_message"]  # type: ignore[index]
+    said = [m.text for m in messages if isinstance(m, msg.AssistantMessage)]
     assert said == ["Are you still there?", "Goodbye for now."]  # one nudge, then the goodbye
     assert session.status == ChatStatus.INACTIVITY_TIMEOUT
     ended = engine.histories[0].ended

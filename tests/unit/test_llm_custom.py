@@ -125,7 +125,8 @@ async def test_websocket_error_message(scripted: ScriptedLLM) -> None:
 
 async def test_websocket_silence_times_out(scripted: ScriptedLLM) -> None:
     scripted.script(Hang(after="Hmm", once=True))
-    model = CustomWebSocketLanguageModel(url=scripted.ws_url, read_timeout=0.3)
+    # Long enough for "Hmm" to arrive first on a loaded machine (the stub answers at once).
+    model = CustomWebSocketLanguageModel(url=scripted.ws_url, read_timeout=1.0)
     seen: list[LLMEvent] = []
     with pytest.raises(LLMError) as info:
         async for event in model.stream(GenerationRequest(messages=[Message("user", "x")])):

@@ -117,7 +117,8 @@ async def test_server_error_maps_to_unavailable(scripted: ScriptedLLM) -> None:
 
 async def test_stall_mid_stream_times_out(scripted: ScriptedLLM) -> None:
     scripted.script(Hang(after="Well"))
-    model = OpenAICompatibleLLM(model="m", base_url=scripted.base_url, read_timeout=0.4)
+    # Long enough for "Well" to arrive first on a loaded machine (the stub answers at once).
+    model = OpenAICompatibleLLM(model="m", base_url=scripted.base_url, read_timeout=1.0)
     seen: list[LLMEvent] = []
     with pytest.raises(LLMError) as info:
         async for event in model.stream(_request("x")):

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from openevi.bus.base import Presence, StreamEnd
 from openevi.bus.memory import MemoryBus
 from openevi.bus.redis import RedisBus, chat_key, instance_key
+from openevi.chat import messages as msg
 from openevi.chat.ports import Fanout
 from tests.support.redis_server import RedisServer, redis_server
 
@@ -100,14 +101,14 @@ async def test_observer_on_another_instance_gets_the_stream_and_its_end(pair: tu
     await home.register(chat_id, Inbox(), presence)
     async with other.observe(chat_id) as stream:
         for i in range(3):
-            fanout.send({"type": "assistant_message", "n": i})
+            fanout.send(msg.AssistantMessage(id=f"m{i}", text=f"piece {i}", from_text=True))
         await home.unregister(chat_id)
         fanout.close()
         seen = []
         async with asyncio.timeout(10):
             while not isinstance(item := await stream.get(), StreamEnd):
                 seen.append(item)
-    assert [m["n"] for m in seen] == [0, 1, 2]
+    assert [m["message"]["content"] for m in seen] == ["piece 0", "piece 1", "piece 2"]  # the EVI wire form
     assert item == StreamEnd(4001, "bye")
 
 
@@ -121,20 +122,21 @@ async def test_a_slow_observer_is_cut_off(redis_server: RedisServer) -> None:
         await home.register(chat_id, Inbox(), Presence(account_id="a", allow_connection=True, outbound=fanout))
         async with other.observe(chat_id) as stream:
             for i in range(50):
-                fanout.send({"type": "audio_output", "n": i})
+                fanout.send(msg.AudioOutput(id="m", index=i, pcm=b"\x00\x00" * 240, rate=24_000))
             async with asyncio.timeout(10):
                 while not stream.full():  # noqa: ASYNC110 (the relay fills it; nothing to wait on)
                     await asyncio.sleep(0.01)
             items = [stream.get_nowait() for _ in range(stream.qsize())]
         assert len(items) == 5 and items[-1] == StreamEnd(1013, "observer too slow")
-        assert [m["n"] for m in items[:-1]] == [0, 1, 2, 3]  # type: ignore[index]
+        assert [m["index"] for m in items[:-1]] == [0, 1, 2, 3]  # type: ignore[index]
     finally:
         await home.close()
         await other.close()
 
 
 async def test_observer_ends_when_the_home_instance_dies(redis_server: RedisServer) -> None:
-    home = RedisBus(redis_server.url, instance_id="dying-" + new_id(), lease_s=0.4, heartbeat_s=0.1)
+    # A lease of 10 heartbeats: a stalled event loop on a loaded machine must not end it before the crash.
+    home = RedisBus(redis_server.url, instance_id="dying-" + new_id(), lease_s=1.0, heartbeat_s=0.1)
     other = RedisBus(redis_server.url, instance_id="survivor-" + new_id(), heartbeat_s=0.1)
     await home.start()
     await other.start()
@@ -177,10 +179,10 @@ async def test_memory_bus_observers_and_leases() -> None:
     assert located is not None and located.allow_connection
     assert await bus.instances_alive(["x"]) is None  # one process: it cannot tell, so sweepers stay idle
     async with bus.observe(chat_id) as stream:
-        fanout.send({"n": 1})
+        fanout.send(msg.UserInterruption(time_ms=1))
         fanout.close()
         async with asyncio.timeout(5):
-            assert await stream.get() == {"n": 1}
+            assert await stream.get() == {"type": "user_interruption", "time": 1}
             assert await stream.get() == StreamEnd(1000, "")
     await bus.unregister(chat_id)
     assert await bus.locate(chat_id) is None and not await bus.publish(chat_id, {})

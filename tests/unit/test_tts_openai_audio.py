@@ -146,9 +146,10 @@ async def test_kokoro_error_detail_is_shown(stub: SpeechStub) -> None:
 
 async def test_silence_mid_stream_is_a_read_timeout(stub: SpeechStub) -> None:
     stub.speech = Hang(after_bytes=960)
-    tts = OpenAIAudioTTS(base_url=stub.base_url, read_timeout=0.3)
+    # Long enough for the first bytes to arrive first on a loaded machine (the stub sends them at once).
+    tts = OpenAIAudioTTS(base_url=stub.base_url, read_timeout=1.0)
     got: list[bytes] = []
-    with pytest.raises(TTSError, match=r"sent nothing for 0.3 s \(read timeout\)"):
+    with pytest.raises(TTSError, match=r"sent nothing for 1.0 s \(read timeout\)"):
         try:
             async for chunk in tts.synthesize(TEXT, voice=DEFAULT_VOICE):
                 got.append(chunk)

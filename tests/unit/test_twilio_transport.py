@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from openevi.audio import mulaw
-from openevi.audio.wav import wav_chunk
 from openevi.chat import messages as msg
 from openevi.transports import call_token, twiml
 from openevi.transports.twilio import FRAME_BYTES, MediaStreamBridge, OutboundAudio, StreamProtocolError, parse_start
@@ -147,13 +146,9 @@ def _tone_pcm(seconds: float, rate: int = 24000, amplitude: float = 0.3) -> byte
     return (np.sin(2 * np.pi * 300 * t) * amplitude * 32767).astype("<i2").tobytes()
 
 
-def _tone_wav(seconds: float, rate: int = 24000, amplitude: float = 0.3) -> bytes:
-    return wav_chunk(_tone_pcm(seconds, rate, amplitude), rate)
-
-
 def test_outbound_audio_is_20ms_mulaw_frames_at_8khz() -> None:
     audio = OutboundAudio()
-    frames = [f for _ in range(4) for f in audio.push(_tone_wav(0.25))] + audio.flush()
+    frames = [f for _ in range(4) for f in audio.push_pcm(_tone_pcm(0.25), 24_000)] + audio.flush()
     assert all(len(f) == FRAME_BYTES for f in frames)
     assert abs(len(frames) - 50) <= 1  # 1 s of speech → 50 frames of 20 ms
     decoded = mulaw.decode(b"".join(frames)).astype(np.float64) / 32768
@@ -161,7 +156,7 @@ def test_outbound_audio_is_20ms_mulaw_frames_at_8khz() -> None:
     assert 0.15 < np.sqrt(np.mean(body**2)) < 0.25  # a 0.3 sine keeps its level (RMS 0.21)
     spectrum = np.abs(np.fft.rfft(body))
     assert abs(np.argmax(spectrum) * 8000 / body.size - 300) < 10  # and its pitch
-    audio.push(_tone_wav(0.25))
+    audio.push_pcm(_tone_pcm(0.25), 24_000)
     audio.reset()
     assert audio.flush() == []
 
@@ -187,17 +182,17 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
         sent.append(message)
 
     inbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    outbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    outbound: asyncio.Queue[msg.ServerMessage | None] = asyncio.Queue()
     bridge = MediaStreamBridge(session, "MZ1", send)  # type: ignore[arg-type]
     run = asyncio.create_task(bridge.run(inbound.get, outbound))
     tone = _tone_pcm(0.25)
     for message in (
-        {"type": "assistant_message", "id": "m1"},
-        msg.audio_output(message_id="m1", index=0, pcm=tone, rate=24_000),
-        {"type": "assistant_message", "id": "m2"},
-        msg.audio_output(message_id="m2", index=0, pcm=tone, rate=24_000),
-        {"type": "user_interruption", "time": 5},
-        {"type": "assistant_end"},
+        msg.AssistantMessage(id="m1", text="One.", from_text=False),
+        msg.AudioOutput(id="m1", index=0, pcm=tone, rate=24_000),
+        msg.AssistantMessage(id="m2", text="Two.", from_text=False),
+        msg.AudioOutput(id="m2", index=0, pcm=tone, rate=24_000),
+        msg.UserInterruption(time_ms=5),
+        msg.AssistantEnd(),
     ):
         outbound.put_nowait(message)
     payload = base64.b64encode(mulaw.encode(np.full(160, 1000, dtype=np.int16))).decode()
@@ -213,13 +208,3 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
     assert pcm.size == 160 and abs(int(pcm.mean()) - 1000) < 40
     inbound.put_nowait({"event": "stop", "streamSid": "MZ1"})
     assert await asyncio.wait_for(run, 5) == "caller"
-
-
-def test_engine_pcm_and_wire_wav_give_the_same_phone_audio() -> None:
-    tone = _tone_pcm(0.25)
-    from_pcm = OutboundAudio().push_pcm(tone, 24_000)
-    from_wav = OutboundAudio().push(_tone_wav(0.25))
-    assert from_pcm == from_wav and from_pcm
-    wire = msg.wire_form(msg.audio_output(message_id="m", index=0, pcm=tone, rate=24_000))
-    assert set(wire) == {"type", "id", "index", "data"}
-    assert OutboundAudio().push(base64.b64decode(wire["data"])) == from_pcm

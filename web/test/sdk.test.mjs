@@ -144,9 +144,14 @@ test("chat over the SDK's WebSocket with an access token: text in, audio out", a
     }
     assert.ok(types.indexOf("assistant_end") > types.lastIndexOf("audio_output"), "assistant_end comes last");
 
-    // History through the SDK: the chat is listed with its events.
-    const events = await client.empathicVoice.chats.listChatEvents(meta.chatId, { pageSize: 100 });
-    assert.ok(events.data.some((e) => e.type === "USER_MESSAGE" && e.messageText === "Hello there, can you hear me?"));
+    // History through the SDK: the chat is listed with its events (stored off the hot path, so poll).
+    const stored = async () => {
+      const events = await client.empathicVoice.chats.listChatEvents(meta.chatId, { pageSize: 100 });
+      return events.data.some((e) => e.type === "USER_MESSAGE" && e.messageText === "Hello there, can you hear me?");
+    };
+    const deadline = Date.now() + 30_000; // bounds a hang only
+    while (!(await stored()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(await stored(), "the user's message is in the stored history");
   } finally {
     socket.close();
   }
