@@ -245,8 +245,13 @@ async def control_socket(websocket: WebSocket, chat_id: str) -> None:
         await _refuse(websocket, refused)
         return
     if session is not None:
-        await websocket.accept()
-        await _pump(websocket, session, session.subscribe(), observer=True)
+        outbound = session.subscribe()  # before the client hears it joined, as for a remote chat
+        try:
+            await websocket.accept()
+        except BaseException:
+            session.unsubscribe(outbound)
+            raise
+        await _pump(websocket, session, outbound, observer=True)
         return
     max_bytes = runtime.settings.chat_max_message_bytes
     async with bus.observe(chat_id) as stream:  # subscribed before the client hears it joined

@@ -1,4 +1,8 @@
-"""Where the listener's playback is: the clock that paces audio_output and places it on the timeline."""
+"""Where the listener's playback is: the clock that paces audio_output and places it on the timeline.
+
+`PlaybackClock` is the engine's default `Playback` (chat/ports.py): it assumes the client plays what it
+is sent in real time, which holds for the EVI socket's players and for Twilio alike.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +22,13 @@ class PlaybackClock:
         """Seconds to wait before sending more, to stay within the lead."""
         return max(0.0, self._until - self._clock.monotonic() - self._lead_s)
 
-    def queued(self, seconds: float) -> None:
-        self._until = max(self._until, self._clock.monotonic()) + seconds
+    def play(self, seconds: float) -> int:
+        """`seconds` of audio were sent; returns where they start (ms since the chat started)."""
+        starts = max(self._until, self._clock.monotonic())
+        self._until = starts + seconds
+        return int((starts - self._chat_started) * 1000)
 
-    def starts_at_ms(self, seconds: float) -> int:
-        """Timeline position (ms since chat start) of the piece just queued."""
-        return int((self._until - seconds - self._chat_started) * 1000)
-
-    def stop(self) -> None:
+    def clear(self) -> None:
         """The listener stopped playback (barge-in, pause): nothing is queued any more."""
         self._until = 0.0
 

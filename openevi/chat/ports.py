@@ -89,6 +89,26 @@ class ChatHistory(Protocol):
         """Finish every queued write."""
 
 
+class Playback(Protocol):
+    """The listener's playback of the audio sent so far: paces `audio_output`, tells if it still plays."""
+
+    def wait_before_next(self) -> float:
+        """Seconds to wait before sending more audio (the client should not be sent too far ahead)."""
+        ...
+
+    def play(self, seconds: float) -> int:
+        """`seconds` of audio were sent; returns their position on the chat's timeline (ms)."""
+        ...
+
+    def clear(self) -> None:
+        """The listener dropped what it had not played yet (barge-in, pause, a new turn)."""
+
+    @property
+    def playing(self) -> bool:
+        """Audio already sent is still being heard."""
+        ...
+
+
 class Fanout:
     """The outbound stream of one chat: every message goes, in order, to every subscribed socket.
 

@@ -29,7 +29,7 @@ from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_hist
 from openevi.chat.limits import ChatLimits
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
-from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, PhoneCaller
+from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, PhoneCaller, Playback
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.tasks import TaskScope
 from openevi.chat.timings import TurnTimings
@@ -123,7 +123,7 @@ class ChatSession:
         self._nudging = False
         self._llm: LanguageModel | None = None
         self.pending_tools: dict[str, asyncio.Future[p.ToolResponse | p.ToolError]] = {}
-        self.playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000, clock=self.clock)
+        self.playback: Playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000, clock=self.clock)
         self.recorder: ChatRecorder | None = None
         self.listener: Listener | None = None
         self.timings = TurnTimings()
@@ -687,7 +687,7 @@ class ChatSession:
         self._held = None  # a speculative answer dies with its turn
         # Audio already sent may still be playing on the client: stopping it is an interruption too.
         was_playing = self.playback.playing
-        self.playback.stop()
+        self.playback.clear()
         if task is None or task is asyncio.current_task():
             return
         if not task.done():

@@ -339,13 +339,13 @@ class AssistantTurn:
         wait = s.playback.wait_before_next()
         if wait > 0:
             await s.clock.sleep(wait)
-        s.playback.queued(len(pcm) / (2 * rate))
+        starts_ms = s.playback.play(len(pcm) / (2 * rate))
         s.emit(msg.AudioOutput(id=message_id, index=index, pcm=pcm, rate=rate))
         if index == 0:
             s.timings.mark("first_audio")
             s.timings.report(s.chat_id)
         if s.recorder is not None:
-            s.recorder.assistant_audio(pcm, rate, at_ms=s.playback.starts_at_ms(len(pcm) / (2 * rate)))
+            s.recorder.assistant_audio(pcm, rate, at_ms=starts_ms)
 
 
 async def _replay(chunks: list[bytes]) -> AsyncGenerator[bytes, None]:
