@@ -27,7 +27,7 @@ from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
-from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, is_audio, parse_frame
+from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, audio_input, is_audio, parse_frame
 
 log = logging.getLogger("openevi.api.chat_ws")
 router = APIRouter()
@@ -157,15 +157,20 @@ async def _pump(
                 if observer:
                     _refuse_observer_audio(session, outbound)
                 else:
-                    await session.handle_binary_audio(binary)
+                    await session.handle_audio(binary)
                 continue
             if text is None:
                 continue
             data = parse_frame(text, max_bytes=session.runtime.settings.chat_max_message_bytes)
             if isinstance(data, FrameError):
                 session.emit_error(data.code, data.message)
-            elif observer and is_audio(data):
-                _refuse_observer_audio(session, outbound)
+            elif is_audio(data):
+                if observer:
+                    _refuse_observer_audio(session, outbound)
+                elif isinstance(audio := audio_input(data), FrameError):
+                    session.emit_error(audio.code, audio.message)
+                else:
+                    await session.handle_audio(audio.audio, custom_session_id=audio.custom_session_id)
             else:
                 await session.handle(data)
 

@@ -8,13 +8,11 @@ task that interruption, pause or a new user turn cancels.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -331,14 +329,20 @@ class ChatSession:
         """A message from the control plane (`POST /chat/{id}/send`)."""
         await self.handle(message)
 
-    async def handle_binary_audio(self, raw: bytes) -> None:
-        """A binary frame: audio, exactly as the payload of an `audio_input` would be."""
+    async def handle_audio(self, raw: bytes, *, custom_session_id: str | None = None) -> None:
+        """The user's audio: raw PCM (per `session_settings.audio`) or a container chunk, as a binary
+        frame, an unwrapped `audio_input` or a phone bridge delivers it."""
         if len(raw) > self.runtime.settings.chat_max_message_bytes:
             self.emit_error(msg.E_MESSAGE_TOO_LARGE, "Message too large")
             return
         if self.status is not None:
             return
         async with self._inbound:
+            if custom_session_id is not None:
+                if (refusal := self.limits.check(_Tagged(custom_session_id), self.conversation)) is not None:
+                    self.emit_error(*refusal)
+                    return
+                self.custom_session_id = custom_session_id
             try:
                 await self._accept_pcm_or_container(raw)
             except Exception:
@@ -346,8 +350,9 @@ class ChatSession:
                 self.emit_error(msg.E_INTERNAL, "Internal error while handling audio")
 
     async def handle(self, data: dict[str, Any]) -> None:
+        """A control message (text, settings, tools, pause/resume) from a socket or the control plane."""
         try:
-            message = p.client_message_adapter.validate_python(data)
+            message = p.control_message_adapter.validate_python(data)
         except ValidationError as exc:
             kind = data.get("type")
             first = exc.errors()[0] if exc.errors() else {"msg": "invalid"}
@@ -357,20 +362,19 @@ class ChatSession:
         if self.status is not None:
             return
         async with self._inbound:
-            if message.custom_session_id is not None:
-                self.custom_session_id = message.custom_session_id
             try:
                 await self._dispatch(message)
             except Exception:
                 log.exception("chat %s: error handling %s", self.chat_id, data.get("type"))
                 self.emit_error(msg.E_INTERNAL, "Internal error while handling the message")
 
-    async def _dispatch(self, message: Any) -> None:
+    async def _dispatch(self, message: p.ControlMessage) -> None:
         if (refusal := self.limits.check(message, self.conversation)) is not None:
             self.emit_error(*refusal)
             return
-        if not isinstance(message, p.AudioInput):
-            self._touch()
+        if message.custom_session_id is not None:
+            self.custom_session_id = message.custom_session_id
+        self._touch()
         match message:
             case p.UserInput(text=text):
                 await self.user_turn(text, from_text=True)
@@ -385,8 +389,6 @@ class ChatSession:
                 await self._pause()
             case p.ResumeAssistant():
                 await self._resume()
-            case p.AudioInput(data=data):
-                await self._accept_audio(data)
 
     def _touch(self) -> None:
         self._last_activity = self.clock.monotonic()
@@ -508,14 +510,6 @@ class ChatSession:
         if self.unanswered_while_paused:
             self.unanswered_while_paused = False
             await self._start_turn()
-
-    async def _accept_audio(self, data: str) -> None:
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            self.emit_error(msg.E_INVALID_AUDIO, "audio_input data is not valid base64")
-            return
-        await self._accept_pcm_or_container(raw)
 
     async def _accept_pcm_or_container(self, raw: bytes) -> None:
         listener = self.listener or self._start_listening()
@@ -764,3 +758,10 @@ def _echo(answer: p.ToolResponse | p.ToolError) -> msg.ToolResponse | msg.ToolEr
         level=answer.level,
         tool_type=answer.tool_type,
     )
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    """Audio's session tag, as the limits check reads it."""
+
+    custom_session_id: str

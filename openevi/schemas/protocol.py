@@ -107,28 +107,11 @@ class ResumeAssistant(ClientMessage):
     type: Literal["resume_assistant_message"]
 
 
-class AudioInput(ClientMessage):
-    type: Literal["audio_input"]
-    data: str
-
-
 ControlMessage = Annotated[
     SessionSettings | UserInput | AssistantInput | ToolResponse | ToolError | PauseAssistant | ResumeAssistant,
     Field(discriminator="type"),
 ]
-"""What `POST /v0/evi/chat/{id}/send` accepts (everything but audio)."""
+"""What `POST /v0/evi/chat/{id}/send` accepts, and the chat engine handles: everything but audio
+(the EVI transport unwraps `audio_input` into audio bytes, `transports/evi.py`)."""
 
-AnyClientMessage = Annotated[
-    SessionSettings
-    | UserInput
-    | AssistantInput
-    | ToolResponse
-    | ToolError
-    | PauseAssistant
-    | ResumeAssistant
-    | AudioInput,
-    Field(discriminator="type"),
-]
-"""What the chat socket accepts."""
-
-client_message_adapter: TypeAdapter[AnyClientMessage] = TypeAdapter(AnyClientMessage)
+control_message_adapter: TypeAdapter[ControlMessage] = TypeAdapter(ControlMessage)

@@ -182,7 +182,7 @@ class MediaStreamBridge:
             return  # one bad frame is a click on the line, not a reason to end the call
         if payload:
             pcm = mulaw.decode(payload).astype("<i2").tobytes()
-            await self.session.handle_binary_audio(pcm)
+            await self.session.handle_audio(pcm)
 
     def _mark_played(self, name: str) -> None:
         self._unplayed_marks.discard(name)

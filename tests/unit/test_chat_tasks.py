@@ -85,7 +85,7 @@ async def test_close_leaves_no_task_of_the_chat_running(tmp_path: Path) -> None:
     engine.model.replies.append([TextDelta("First sentence. "), HOLD])  # the turn stays open
     await session.handle({"type": "user_input", "text": "hello"})
     await receive_until(queue, "audio_output")
-    await session.handle_binary_audio(speech_then_silence())  # the listener starts transcribing early
+    await session.handle_audio(speech_then_silence())  # the listener starts transcribing early
     await settle()
     during = asyncio.all_tasks() - before
     names = task_names(during)

@@ -167,7 +167,7 @@ class _FakeSession:
     def __init__(self) -> None:
         self.received: list[bytes] = []
 
-    async def handle_binary_audio(self, pcm: bytes) -> None:
+    async def handle_audio(self, pcm: bytes) -> None:
         self.received.append(pcm)
 
     def unsubscribe(self, queue: object) -> None:
