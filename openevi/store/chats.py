@@ -24,10 +24,14 @@ class PageQuery:
     ascending: bool
 
 
-async def _page(session: AsyncSession, query: Select[Any], order_col: Any, page: PageQuery) -> tuple[list[Any], int]:
+async def _page(
+    session: AsyncSession, query: Select[Any], order_cols: tuple[Any, ...], page: PageQuery
+) -> tuple[list[Any], int]:
+    """One page, ordered by `order_cols`; the last of them must make the order total, or rows that
+    tie (two events in one millisecond) could repeat or go missing across pages."""
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    order = order_col.asc() if page.ascending else order_col.desc()
-    rows = await session.scalars(query.order_by(order).offset(page.number * page.size).limit(page.size))
+    order = [col.asc() if page.ascending else col.desc() for col in order_cols]
+    rows = await session.scalars(query.order_by(*order).offset(page.number * page.size).limit(page.size))
     return list(rows.all()), int(total)
 
 
@@ -180,7 +184,7 @@ async def list_chats(
         query = query.where(Chat.status == status)
     if chat_group_id is not None:
         query = query.where(Chat.chat_group_id == chat_group_id)
-    return await _page(session, query, Chat.start_timestamp, page)
+    return await _page(session, query, (Chat.start_timestamp, Chat.id), page)
 
 
 async def list_chat_groups(
@@ -190,7 +194,7 @@ async def list_chat_groups(
     if config_id is not None:
         used = select(Chat.chat_group_id).where(Chat.account_id == account_id, Chat.config_id == config_id)
         query = query.where(ChatGroup.id.in_(used))
-    return await _page(session, query, ChatGroup.first_start_timestamp, page)
+    return await _page(session, query, (ChatGroup.first_start_timestamp, ChatGroup.id), page)
 
 
 async def list_events(
@@ -204,10 +208,10 @@ async def list_events(
     query = select(ChatEvent).where(ChatEvent.account_id == account_id)
     if chat_id is not None:
         query = query.where(ChatEvent.chat_id == chat_id)
-        order: Any = ChatEvent.seq
+        order: tuple[Any, ...] = (ChatEvent.seq,)
     else:
         query = query.where(ChatEvent.chat_group_id == group_id)
-        order = ChatEvent.timestamp
+        order = (ChatEvent.timestamp, ChatEvent.chat_id, ChatEvent.seq)
     return await _page(session, query, order, page)
 
 

@@ -281,3 +281,37 @@ def test_send_to_a_chat_with_no_live_socket_is_404(raw: httpx.Client, history: H
     for chat_id in (history.chat_1, history.chat_3):
         response = raw.post(f"/v0/evi/chat/{chat_id}/send", json={"type": "user_input", "text": "hello"})
         assert response.status_code == 404, response.text
+
+
+def test_ties_in_time_page_in_a_stable_order(server: ServerProcess) -> None:
+    """Events written in one millisecond (and chats started in one) keep one order across pages."""
+    key = new_account_key(server, "ties")
+    at = now_ms() - 60_000
+
+    async def write() -> tuple[list[str], list[str], str]:
+        async with store(server) as s:
+            account_id = await account_of(s, key)
+            chat, group, _ = await chats.start_chat(s, account_id=account_id, config_id=None, config_version=None)
+            chat.start_timestamp = group.first_start_timestamp = group.most_recent_start_timestamp = at
+            events = [
+                (await chats.append_event(s, chat_id=chat.id, role="USER", type="USER_MESSAGE", timestamp=at)).id
+                for _ in range(6)
+            ]
+            others = []
+            for _ in range(4):
+                other, other_group, _ = await chats.start_chat(
+                    s, account_id=account_id, config_id=None, config_version=None
+                )
+                other.start_timestamp = other_group.first_start_timestamp = at + 5
+                others.append(other.id)
+            await s.flush()
+            return events, others, group.id
+
+    events, others, group_id = run_async(write())
+    ev = sync_client(server, key).empathic_voice
+    # One row per page: every page boundary falls inside the tie.
+    assert [e.id for e in ev.chat_groups.list_chat_group_events(id=group_id, page_size=1)] == events
+    newest_first = ev.chat_groups.list_chat_group_events(id=group_id, page_size=1, ascending_order=False)
+    assert [e.id for e in newest_first] == events[::-1]
+    listed = [c.id for c in ev.chats.list_chats(page_size=1)]
+    assert listed[1:] == sorted(others)  # same start: by id
