@@ -135,9 +135,11 @@ class Listener:
         self._replace_decoder(AudioDecoder(target_rate=self.sample_rate, pcm_format=(sample_rate, channels)))
 
     def _replace_decoder(self, decoder: AudioDecoder | None) -> None:
-        # The old decoder's demuxer thread ends in the background (never on the event loop).
+        # The old decoder's demuxer thread is told to stop now (so it ends even if the chat closes
+        # before the join below runs), and joined in the background (never on the event loop).
         old, self._decoder = self._decoder, decoder
         if old is not None:
+            old.close()
             self._spawn(old.aclose())
 
     async def push(self, data: bytes) -> None:
