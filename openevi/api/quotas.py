@@ -129,13 +129,18 @@ class ChatAdmission:
         async with lock:
             live = self.live_count(account)  # also forgets finished chats and their budgets
             limit = cfg.account_max_concurrent_chats
-            if limit and live >= limit:
-                raise QuotaExceeded(
-                    f"This account already has {limit} live chats, its limit; end one first",
-                    code="too_many_concurrent_chats",
-                )
             budget = self._budgets.get(account)
             async with self._db() as s:
+                if limit and live < limit and cfg.redis_url:
+                    # Several instances: the account's chats on the others count too (the store knows
+                    # them all; a crashed instance's chats stop counting once the sweeper ends them).
+                    since = now_ms() - cfg.max_chat_duration_s * 1000
+                    live = max(live, await usage.active_chats(s, account, since))
+                if limit and live >= limit:
+                    raise QuotaExceeded(
+                        f"This account already has {limit} live chats, its limit; end one first",
+                        code="too_many_concurrent_chats",
+                    )
                 if cfg.account_max_stored_bytes and budget is None:
                     used = await usage.account_stored_bytes(s, account)
                     budget = AccountBudget(cfg.account_max_stored_bytes - used)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openevi.schemas.chat_types import ChatStatus
 from openevi.store.models import ApiKey, Chat
 
 
@@ -36,6 +37,17 @@ async def chats_started_since(session: AsyncSession, account_id: str, since_ms: 
     """Chats the account started at or after `since_ms` (uses the (account, start) index)."""
     count = await session.scalar(
         select(func.count()).select_from(Chat).where(Chat.account_id == account_id, Chat.start_timestamp >= since_ms)
+    )
+    return int(count or 0)
+
+
+async def active_chats(session: AsyncSession, account_id: str, since_ms: int) -> int:
+    """The account's ACTIVE chats started at or after `since_ms`, on any instance (the (account, start)
+    index bounds the scan; a chat cannot be older than the maximum duration)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Chat)
+        .where(Chat.account_id == account_id, Chat.start_timestamp >= since_ms, Chat.status == ChatStatus.ACTIVE)
     )
     return int(count or 0)
 

@@ -47,8 +47,13 @@ from tests.webhook_receiver import Receiver
 __all__ = ["llm", "redis_server"]  # fixtures
 
 EVENTS = ["chat_started", "chat_ended"]
-# Short leases so that a dead instance is noticed quickly (the defaults are 15 s and 5 s).
-LEASES = {"OPENEVI_INSTANCE_LEASE_S": "2", "OPENEVI_INSTANCE_HEARTBEAT_S": "0.5"}
+# Short leases so that a dead instance is noticed quickly (the defaults are 15 s and 5 s), and a
+# concurrent-chats quota small enough to reach with one chat per instance.
+LEASES = {
+    "OPENEVI_INSTANCE_LEASE_S": "2",
+    "OPENEVI_INSTANCE_HEARTBEAT_S": "0.5",
+    "OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS": "3",
+}
 
 
 @dataclass
@@ -198,6 +203,32 @@ async def test_a_killed_instance_s_chats_are_closed_by_a_survivor(cluster: Clust
     assert ended["end_reason"] == "ERROR"
     chat = await wait_chat_ended(client_for(cluster.a), chat_id, limit_s=WAIT_S)
     assert chat.status == "ERROR"
+
+
+async def test_the_concurrent_chats_quota_counts_every_instance(cluster: Cluster) -> None:
+    a, b = client_for(cluster.a).empathic_voice.chat, client_for(cluster.b).empathic_voice.chat
+    async with (
+        a.connect(config_id=cluster.config_id) as first,
+        b.connect(config_id=cluster.config_id) as second,
+        a.connect(config_id=cluster.config_id) as third,
+    ):
+        for socket in (first, second, third):
+            assert (await socket.recv()).type == "chat_metadata"
+        # B holds one of the three itself; the two on A count as well.
+        with pytest.raises(ApiError) as refused:
+            async with b.connect(config_id=cluster.config_id):
+                pass
+        assert refused.value.status_code == 429
+    # The chats end as their sockets close; then B admits again.
+    async with asyncio.timeout(WAIT_S):  # bounds a hang only
+        while True:
+            try:
+                async with b.connect(config_id=cluster.config_id) as again:
+                    assert (await again.recv()).type == "chat_metadata"
+                    break
+            except ApiError as busy:
+                assert busy.status_code == 429
+                await asyncio.sleep(0.2)
 
 
 async def test_webhooks_go_out_once_across_instances(cluster: Cluster) -> None:
