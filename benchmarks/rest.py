@@ -349,10 +349,17 @@ def start_openevi(server: ServerProcess, workers: int, builtin_workers: bool) ->
     return started
 
 
-def start_floor(database_url: str, data_dir: Path, workers: int, *, pre_ping: bool) -> Processes:
+def start_floor(
+    database_url: str, data_dir: Path, workers: int, *, pre_ping: bool, autocommit: bool = False
+) -> Processes:
     started = Processes()
     port = free_port()
-    env = {**os.environ, "FLOOR_DATABASE_URL": database_url, "FLOOR_PRE_PING": "1" if pre_ping else ""}
+    env = {
+        **os.environ,
+        "FLOOR_DATABASE_URL": database_url,
+        "FLOOR_PRE_PING": "1" if pre_ping else "",
+        "FLOOR_AUTOCOMMIT": "1" if autocommit else "",
+    }
     command = [
         sys.executable, "-m", "uvicorn", "benchmarks.rest_floor:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
@@ -398,7 +405,9 @@ def bench_floor(args: argparse.Namespace) -> int:
                 server.stop()
             db_url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'openevi.db'}"
             openevi = start_openevi(server, args.workers, builtin_workers)
-            floor = start_floor(db_url, Path(tmp), args.workers, pre_ping=args.floor_pre_ping)
+            floor = start_floor(
+                db_url, Path(tmp), args.workers, pre_ping=args.floor_pre_ping, autocommit=args.floor_autocommit
+            )
             try:
                 for scenario in args.only or READS:
                     failed |= _compare(database, scenario, read_paths(seeded, scenario), openevi, floor, server, args)
@@ -471,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--httpx", action="store_true", help="--floor: use the httpx client even if wrk exists")
     parser.add_argument(
         "--floor-pre-ping", action="store_true", help="--floor: the floor app pings each pooled connection too"
+    )
+    parser.add_argument(
+        "--floor-autocommit",
+        action="store_true",
+        help="--floor: the floor app reads without BEGIN/ROLLBACK too (as openevi's reads on PostgreSQL)",
     )
     args = parser.parse_args(argv)
     if args.floor:

@@ -25,8 +25,13 @@ versions = ResourceVersion.__table__
 
 def create_app() -> FastAPI:
     """The floor app on the database named by FLOOR_DATABASE_URL."""
-    # FLOOR_PRE_PING=1: check each connection taken from the pool, as openevi does on PostgreSQL.
-    engine = create_async_engine(os.environ["FLOOR_DATABASE_URL"], pool_pre_ping=bool(os.environ.get("FLOOR_PRE_PING")))
+    # FLOOR_PRE_PING=1: check each connection taken from the pool (openevi did so before it pinged
+    # only idle ones). FLOOR_AUTOCOMMIT=1: no BEGIN/ROLLBACK around the SELECT, as openevi's reads on
+    # PostgreSQL (store.db.read_session_factory).
+    options: dict[str, Any] = {"pool_pre_ping": bool(os.environ.get("FLOOR_PRE_PING"))}
+    if os.environ.get("FLOOR_AUTOCOMMIT"):
+        options["isolation_level"] = "AUTOCOMMIT"
+    engine = create_async_engine(os.environ["FLOOR_DATABASE_URL"], **options)
     sessions = async_sessionmaker(engine)
     app = FastAPI()
 

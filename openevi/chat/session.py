@@ -127,6 +127,7 @@ class ChatSession:
         self.timings = TurnTimings()
         self._held: tuple[asyncio.Event, HeardTurn] | None = None
         self.closed = asyncio.Event()
+        self._ending: asyncio.Task[None] | None = None
         self.limits = ChatLimits(runtime.settings)
         # How the chat's sockets are closed when it ends (revocation closes with a policy code).
         self.close_code = 1000
@@ -251,10 +252,16 @@ class ChatSession:
             on_finished=self.runtime.on_recording_finished,
         )
         self.runtime.sessions[self.chat_id] = self
-        await self.runtime.bus.register(self.chat_id, self.handle_control)
         # Messages from the sockets wait until the chat is set up: a user_input sent right after
-        # chat_metadata must see the resumed history and the connect-time settings.
+        # chat_metadata must see the resumed history and the connect-time settings. The lock is taken
+        # before the first await (a Redis bus registers over the network), or the socket's reader,
+        # already running, could get in first: an answer before chat_metadata.
         async with self._inbound:
+            await self.runtime.bus.register(self.chat_id, self.handle_control)
+            if self.status is not None:
+                # Ended while registering (key revoked, shutdown): close() found nothing to unregister.
+                await self.runtime.bus.unregister(self.chat_id)
+                return
             self.emit(
                 msg.ChatMetadata(chat_id=self.chat_id, chat_group_id=self.chat_group_id, request_id=self.request_id)
             )
@@ -286,10 +293,31 @@ class ChatSession:
                 )
 
     async def close(self, status: ChatStatus, *, reason: str = "") -> None:
-        """End the chat: stop the turn and timers, store the end, tell the sockets."""
+        """End the chat: stop the turn and timers, store the end, tell the sockets.
+
+        A second caller (the socket's end racing a hang-up or a timeout, shutdown) returns once the
+        first has finished: shutdown must not release the store under a chat still writing its end."""
         if self.status is not None:
+            # A task of the chat waiting here is cancelled by the first closer's TaskScope.aclose().
+            await self.closed.wait()
             return
         self.status = status
+        # The end runs as a task of its own, so a closer that is itself cancelled (a socket handler
+        # at shutdown, a task of this chat) cannot leave the chat half-ended: ACTIVE in the store,
+        # sockets open. The closer waits for it unless it is cancelled.
+        self._ending = asyncio.create_task(self._end_once(status, reason), name=f"close-{self.chat_id}")
+        await asyncio.shield(self._ending)
+
+    async def _end_once(self, status: ChatStatus, reason: str) -> None:
+        try:
+            await self._end(status, reason)
+        except Exception:
+            log.exception("chat %s: ending failed", self.chat_id)
+            raise
+        finally:
+            self.closed.set()  # even if ending failed half-way: no second caller waits forever
+
+    async def _end(self, status: ChatStatus, reason: str) -> None:
         self._enter(Phase.ENDED)
         await self._cancel_turn(record_interruption=False)
         for future in self.pending_tools.values():
@@ -321,7 +349,6 @@ class ChatSession:
         if self._llm is not None:
             await self._llm.aclose()
         self.outbound.close()
-        self.closed.set()
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -338,6 +365,8 @@ class ChatSession:
         if self.status is not None:
             return
         async with self._inbound:
+            if self.status is not None:
+                return  # the chat ended while this waited its turn: no ear built for it
             if custom_session_id is not None:
                 if (refusal := self.limits.check(_Tagged(custom_session_id), self.conversation)) is not None:
                     self.emit_error(*refusal)
@@ -362,6 +391,8 @@ class ChatSession:
         if self.status is not None:
             return
         async with self._inbound:
+            if self.status is not None:
+                return  # the chat ended while this waited its turn
             try:
                 await self._dispatch(message)
             except Exception:

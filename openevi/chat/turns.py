@@ -69,10 +69,11 @@ class AssistantTurn:
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._measures: list[asyncio.Task[None]] = []
         self.outcome = TurnOutcome()
+        self._speaker: asyncio.Task[None] | None = None
 
     async def run(self) -> TurnOutcome:
         # The speaker's failure surfaces here (awaited below), so the chat's scope need not log it.
-        speaker = self.session.tasks.spawn(
+        speaker = self._speaker = self.session.tasks.spawn(
             self._speak_pieces(), name=f"speaker-{self.session.chat_id}", log_failure=False
         )
         try:
@@ -160,7 +161,16 @@ class AssistantTurn:
         return await self._run_tools(calls)
 
     async def _drain_pieces(self) -> None:
-        await self._pieces.join()
+        """Wait until every piece queued so far has been spoken (or the speaker has failed)."""
+        assert self._speaker is not None
+        joined = asyncio.ensure_future(self._pieces.join())
+        try:
+            # A speaker that died would never take the rest of the queue: its failure ends the turn.
+            await asyncio.wait({joined, self._speaker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
+        if self._speaker.done():  # before the turn's end it can only have failed: nothing more is said
+            self._speaker.result()  # raises the speaker's error
 
     async def _run_tools(self, calls: list[ToolCall]) -> bool:
         """Run one round of tool calls; True when the model should continue."""

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openevi.store.fast_reads import fetch_all
 from openevi.store.models import ResourceHead, ResourceVersion
 from openevi.store.resources import (
     COLUMNS,
@@ -193,8 +194,7 @@ async def config_version(
     params: dict[str, Any] = {"account_id": account_id, "id": config_id}
     if version is not None:
         params["version"] = version
-    rows = await session.execute(_one_version(_dialect(session), version is None), params)
-    return _split(rows)
+    return _split(await fetch_all(session, _one_version(_dialect(session), version is None), params))
 
 
 async def config_page(
@@ -215,4 +215,4 @@ async def config_page(
         params["name"] = name
     if resource_id is not None:
         params["id"] = resource_id
-    return _split(await session.execute(statement, params))
+    return _split(await fetch_all(session, statement, params))

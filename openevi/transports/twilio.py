@@ -198,7 +198,12 @@ class MediaStreamBridge:
                     if message.id != self._message_id:
                         await self._end_message()
                         self._message_id = message.id
-                    await self._send_frames(self._audio.push_pcm(message.pcm, message.rate))
+                    try:
+                        frames = self._audio.push_pcm(message.pcm, message.rate)
+                    except ValueError:  # not whole 16-bit samples: a provider's bug, not the call's end
+                        log.warning("chat %s: unreadable audio_output skipped", self.session.chat_id)
+                        continue
+                    await self._send_frames(frames)
                 case msg.AssistantEnd():
                     await self._end_message()
                 case msg.AssistantMessage() if message.id != self._message_id:

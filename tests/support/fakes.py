@@ -95,14 +95,18 @@ class FakeHistory:
 
 
 class FakeTTS:
-    """Speech as quiet noise, 60 ms per word, at 24 kHz; `fail_on` text raises nothing but logs nothing."""
+    """Speech as quiet noise, 60 ms per word, at 24 kHz; text containing `crash_on` raises RuntimeError
+    (a provider bug, not a TTSError)."""
 
     sample_rate = 24_000
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.crash_on: str | None = None
 
     async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
+        if self.crash_on is not None and self.crash_on in text:
+            raise RuntimeError(f"speech provider crashed on {text!r}")
         self.spoken.append(text)
         samples = int(self.sample_rate * 0.06) * max(1, len(text.split()))
         audio = (np.random.default_rng(len(text)).normal(0, 0.05, samples) * 32767).astype("<i2")

@@ -77,6 +77,24 @@ async def test_a_tool_round_trip(engine: FakeEngine) -> None:
     assert history.tool_webhooks[0]["tool_call_message"]["name"] == "get_weather"
 
 
+async def test_a_speaker_crash_before_a_tool_call_ends_the_turn(engine: FakeEngine) -> None:
+    # Words, then a tool call: the tool waits for the words to be spoken, and the speaker dies on them.
+    engine.model.replies.append(
+        [TextDelta("Let me check that for you. It takes one moment. "), ToolCall("c1", "get_weather", "{}")]
+    )
+    engine.tts.crash_on = "check"
+    session, queue = await started(engine, ChatConfig(tools=(WEATHER,)))
+    await session.handle({"type": "user_input", "text": "Weather?"})
+    messages = await receive_until(queue, "assistant_end")
+    errors = [m for m in messages if isinstance(m, msg.Error)]
+    assert errors and errors[0].slug == "internal_error"
+    assert "tool_call" not in kinds(messages)  # the turn ended; no tool ran after the failure
+    await session.handle({"type": "user_input", "text": "Still there?"})  # the chat goes on
+    engine.tts.crash_on = None
+    assert isinstance((await receive_until(queue, "assistant_end"))[-1], msg.AssistantEnd)
+    await session.close(ChatStatus.USER_ENDED)
+
+
 async def test_a_crashed_turn_ends_with_error_and_assistant_end(engine: FakeEngine) -> None:
     engine.model.replies.append(RuntimeError("a bug in a provider"))
     session, queue = await started(engine)

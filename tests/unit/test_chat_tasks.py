@@ -147,3 +147,30 @@ async def test_closing_from_inside_a_task_of_the_scope(tmp_path: Path) -> None:
     task = scope.spawn(late(), name="late")  # the chat is over: the work never starts
     await asyncio.wait({task})
     assert task.cancelled() and not late_ran and scope.closed
+
+
+async def test_a_closer_cancelled_mid_close_still_ends_the_chat(tmp_path: Path) -> None:
+    engine = FakeEngine(tmp_path)
+    session = engine.session(ChatConfig())
+    queue = session.subscribe()
+    await session.start(resumed=False, session_settings=None)
+    history = engine.histories[0]
+    flushed = asyncio.Event()
+
+    async def slow_close() -> None:  # the history's last writes take a while
+        await flushed.wait()
+        history.closed = True
+
+    history.close = slow_close  # type: ignore[method-assign]
+    closer = asyncio.create_task(session.close(ChatStatus.USER_ENDED, reason="bye"))
+    await settle(20)
+    assert history.ended is not None and not session.closed.is_set()  # waiting for the writes
+    closer.cancel()  # e.g. the socket handler's task, cancelled at server shutdown
+    await settle(3)
+    flushed.set()
+    async with asyncio.timeout(5):
+        await session.closed.wait()
+    assert history.closed
+    while (message := await queue.get()) is not None:
+        pass
+    assert message is None  # the sockets are told the chat is over

@@ -93,7 +93,7 @@ async def test_only_idle_connections_are_pinged(
     try:
         await _backend(engine)  # one connection, now in the pool
         async with engine.connect() as conn:
-            adapted = type((await conn.get_raw_connection()).dbapi_connection)
+            adapted: Any = type((await conn.get_raw_connection()).dbapi_connection)
         ping = adapted.ping
 
         def counted(self: Any) -> None:
