@@ -244,6 +244,8 @@ class ChatSession:
 
     async def start(self, *, resumed: bool, session_settings: dict[str, Any] | None) -> None:
         """Begin: metadata first, then the system prompt event, timers and the greeting."""
+        if self.status is not None:
+            return  # closed before it began (its key was revoked while the socket was accepted)
         self._enter(Phase.STARTING)
         self.history.start()
         self.recorder = ChatRecorder(
@@ -318,6 +320,8 @@ class ChatSession:
             self.closed.set()  # even if ending failed half-way: no second caller waits forever
 
     async def _end(self, status: ChatStatus, reason: str) -> None:
+        if self.phase is Phase.NEW:
+            self.history.start()  # never started: its end must still be written
         self._enter(Phase.ENDED)
         await self._cancel_turn(record_interruption=False)
         for future in self.pending_tools.values():

@@ -53,11 +53,12 @@ class FakeHistory:
         self.errors: list[dict[str, Any]] = []
         self.tool_webhooks: list[dict[str, Any]] = []
         self.ended: ChatEnd | None = None
+        self.started = False
         self.closed = False
         self._earlier = earlier or []
 
     def start(self) -> None:
-        pass
+        self.started = True
 
     def record(
         self,
@@ -82,7 +83,8 @@ class FakeHistory:
         self.tool_webhooks.append(payload)
 
     def end(self, end: ChatEnd) -> None:
-        self.ended = end
+        if self.started:  # as StoredHistory: a log that never started writes nothing
+            self.ended = end
 
     async def earlier_events(self) -> list[PastEvent]:
         return list(self._earlier)

@@ -139,3 +139,15 @@ async def test_a_close_that_fails_half_way_does_not_hang_the_next_caller(tmp_pat
     with pytest.raises(RuntimeError):
         await session.close(ChatStatus.USER_ENDED)
     await asyncio.wait_for(session.close(ChatStatus.USER_ENDED), timeout=10)  # returns at once
+
+
+async def test_a_chat_closed_before_it_started_still_stores_its_end(tmp_path: Path) -> None:
+    # Its key was revoked between admission and start (the socket was being accepted).
+    engine = FakeEngine(tmp_path)
+    session = engine.session()
+    queue = session.subscribe()
+    await session.close(ChatStatus.ERROR, reason="api key revoked")
+    history = engine.histories[0]
+    assert history.ended is not None and history.ended.status == ChatStatus.ERROR and history.closed
+    await session.start(resumed=False, session_settings=None)  # the transport goes on: nothing happens
+    assert drained(queue) == ["end"]  # no chat_metadata: the socket is just closed
