@@ -8,7 +8,6 @@ task that interruption, pause or a new user turn cancels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -721,8 +720,13 @@ class ChatSession:
             return
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                # The turn's cancellation ends here; ours (the chat closing this task) goes on.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
         elif not was_playing:
             return
         if record_interruption and turn is not None and turn.started_speaking:

@@ -90,6 +90,9 @@ class AssistantTurn:
                 speaker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
+            elif not speaker.cancelled() and (failure := speaker.exception()) is not None:
+                # Read here, or the speaker's error would go unseen when the turn ends another way.
+                log.error("chat %s: speaking failed", self.session.chat_id, exc_info=failure)
         # Every message of the turn (the last sentence's assistant_prosody too) comes before its end.
         if self._measures:
             await asyncio.wait(self._measures, timeout=MEASURE_WAIT_S)
