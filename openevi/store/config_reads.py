@@ -25,6 +25,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    cast,
     func,
     literal,
     null,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     union,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.store.fast_reads import fetch_all
@@ -70,17 +72,27 @@ class ConfigsWithReferences:
 def _with_references(configs: Select[Any], dialect: str) -> CompoundSelect[Any]:
     """`configs` (COLUMNS + `total`) UNION ALL the versions its rows refer to, configs in page order."""
     cfg = configs.cte("cfg")
-    body = type_coerce(cfg.c.body, JSON)
+    source: Any
     if dialect == "postgresql":
-        elements = func.json_array_elements(body["tools"])
+        # Each body parsed once, to jsonb: a path operator on a json value parses the whole text again,
+        # three times per config.
+        source = select(cast(cfg.c.body, JSONB).label("body")).cte("cfg_jsonb")
+        body = source.c.body
+        elements = func.jsonb_array_elements(body["tools"])
+        ref_type: Any = JSONB
     else:
+        source = cfg
+        body = type_coerce(cfg.c.body, JSON)
         elements = func.json_each(cfg.c.body, "$.tools")
+        ref_type = JSON
     tool = elements.table_valued("value").alias("tool")
-    tool_ref = type_coerce(tool.c.value, JSON)
+    tool_ref = type_coerce(tool.c.value, ref_type)
     # UNION, not UNION ALL: each (id, version) once, however many configs refer to it.
     refs = union(
         select(body[("prompt", "id")].as_string().label("id"), body[("prompt", "version")].as_integer().label("v")),
-        select(tool_ref[("id",)].as_string(), tool_ref[("version",)].as_integer()).select_from(cfg.join(tool, true())),
+        select(tool_ref[("id",)].as_string(), tool_ref[("version",)].as_integer()).select_from(
+            source.join(tool, true())
+        ),
     ).cte("refs")
     other = _versions.alias()
     newest = select(func.max(other.c.version)).where(other.c.id == refs.c.id).scalar_subquery()
