@@ -120,6 +120,22 @@ class FakeTTS:
         pass
 
 
+class LoudnessVAD:
+    """A VAD that calls a 512-sample frame at 16 kHz speech when it is loud: tests decide which are."""
+
+    sample_rate = 16_000
+    frame_samples = 512
+
+    def stream(self) -> LoudnessVAD:
+        return self
+
+    def probability(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.abs(frame).max()) > 0.1 else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
 class FakeProsody:
     """Scores every utterance the same: Calmness highest."""
 

@@ -17,26 +17,10 @@ from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import AudioConfiguration
 from openevi.speech.asr.base import ASRCapabilities, Transcript
 from openevi.store.db import now_ms
-from tests.support.fakes import HOLD, FakeClock, FakeEngine, receive_until, settle
+from tests.support.fakes import HOLD, FakeClock, FakeEngine, LoudnessVAD, receive_until, settle
 
 RATE = 16_000
 FRAME = 512
-
-
-class LoudnessVAD:
-    """Speech is any loud frame."""
-
-    sample_rate = RATE
-    frame_samples = FRAME
-
-    def stream(self) -> LoudnessVAD:
-        return self
-
-    def probability(self, frame: np.ndarray) -> float:
-        return 1.0 if float(np.abs(frame).max()) > 0.1 else 0.0
-
-    def reset(self) -> None:
-        pass
 
 
 class StuckASR:

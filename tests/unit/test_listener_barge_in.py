@@ -10,26 +10,11 @@ import pytest
 from openevi.chat.config import TurnDetection
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.speech.asr.base import ASRCapabilities, Transcript
+from tests.support.fakes import LoudnessVAD
 
 RATE = 16_000
 FRAME = 512
 FRAME_MS = 32
-
-
-class LoudnessVAD:
-    """A VAD that calls a frame speech when it is loud: the tests decide exactly which frames are."""
-
-    sample_rate = RATE
-    frame_samples = FRAME
-
-    def stream(self) -> LoudnessVAD:
-        return self
-
-    def probability(self, frame: np.ndarray) -> float:
-        return 1.0 if float(np.abs(frame).max()) > 0.1 else 0.0
-
-    def reset(self) -> None:
-        pass
 
 
 class FixedASR:
