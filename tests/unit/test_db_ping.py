@@ -22,7 +22,7 @@ from tests.server import POSTGRES_URL_ENV, database_url_for_tests
 POOLED = 3
 
 
-@pytest.fixture(params=["postgresql"] if os.environ.get(POSTGRES_URL_ENV) else [])
+@pytest.fixture(params=["postgresql"] if os.environ.get(POSTGRES_URL_ENV) else [])  # .ci/run: PostgreSQL pass
 async def database(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     url = await asyncio.to_thread(database_url_for_tests)
     assert url is not None
