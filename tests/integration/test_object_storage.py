@@ -70,10 +70,14 @@ async def _voice_chat(server: ServerProcess, speech: np.ndarray) -> str:
     async with client.empathic_voice.chat.connect() as socket:
         metadata = await socket.recv()
         await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
-        chunk = RATE * 2 // 20
+        chunk = RATE * 2 // 20  # 50 ms
         for start in range(0, len(audio), chunk):
             await socket.send_publish(AudioInput(data=base64.b64encode(audio[start : start + chunk]).decode()))
-            await asyncio.sleep(0.01)
+            # At a microphone's pace. The recording places each piece where it arrives (an overlap goes
+            # right after the previous piece) and the answer where it is sent: input faster than real
+            # time piles the user's audio up past the moment the answer starts, so the answer would
+            # land inside the user's speech in the mix, where the checks below cannot tell them apart.
+            await asyncio.sleep(0.05)
         await recv_until(socket, "assistant_end", limit_s=90)
     await wait_chat_ended(client, metadata.chat_id)
     return str(metadata.chat_id)
