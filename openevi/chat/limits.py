@@ -112,9 +112,8 @@ class ChatLimits:
 
     def check(self, message: Any, conversation: Conversation) -> Refusal | None:
         """Why `message` must be refused, or None."""
-        custom = getattr(message, "custom_session_id", None)
-        if custom is not None and text_bytes(custom) > MAX_CUSTOM_SESSION_ID_BYTES:
-            return E_LIMIT, f"custom_session_id is longer than {MAX_CUSTOM_SESSION_ID_BYTES} bytes"
+        if (refusal := self.check_custom_session_id(getattr(message, "custom_session_id", None))) is not None:
+            return refusal
         match message:
             case p.SessionSettings():
                 problem = self._settings_problem(message, conversation)
@@ -142,6 +141,12 @@ class ChatLimits:
                 f"Storage limit reached: this message needs {cost} bytes and {room} are left "
                 f"(the chat has stored {self.stored} bytes)"
             )
+        return None
+
+    def check_custom_session_id(self, custom: str | None) -> Refusal | None:
+        """Why a message's custom_session_id must be refused, or None."""
+        if custom is not None and text_bytes(custom) > MAX_CUSTOM_SESSION_ID_BYTES:
+            return E_LIMIT, f"custom_session_id is longer than {MAX_CUSTOM_SESSION_ID_BYTES} bytes"
         return None
 
     def _too_long(self, text: str | None, what: str) -> str | None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
@@ -371,7 +371,7 @@ class ChatSession:
             if self.status is not None:
                 return  # the chat ended while this waited its turn: no ear built for it
             if custom_session_id is not None:
-                if (refusal := self.limits.check(_Tagged(custom_session_id), self.conversation)) is not None:
+                if (refusal := self.limits.check_custom_session_id(custom_session_id)) is not None:
                     self.emit_error(*refusal)
                     return
                 self.custom_session_id = custom_session_id
@@ -797,10 +797,3 @@ def _echo(answer: p.ToolResponse | p.ToolError) -> msg.ToolResponse | msg.ToolEr
         level=answer.level,
         tool_type=answer.tool_type,
     )
-
-
-@dataclass(frozen=True)
-class _Tagged:
-    """Audio's session tag, as the limits check reads it."""
-
-    custom_session_id: str

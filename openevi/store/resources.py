@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import orjson
 from sqlalchemy import Text, and_, bindparam, case, delete, exists, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openevi.store.db import new_id, now_ms
+from openevi.store.db import json_loads, new_id, now_ms
 from openevi.store.errors import NameTakenError, NotFoundError
 from openevi.store.models import ResourceHead, ResourceVersion
 
@@ -131,10 +129,7 @@ _GET_LATEST = select(*COLUMNS).select_from(_JOINED).where(_ONE_HEAD).order_by(_v
 def _body(stored: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(stored, dict):
         return stored
-    try:
-        return cast(dict[str, Any], orjson.loads(stored))
-    except orjson.JSONDecodeError:  # NaN or a huge integer (json.dumps writes both): the slow path reads them
-        return cast(dict[str, Any], json.loads(stored))
+    return cast(dict[str, Any], json_loads(stored))
 
 
 def versioned_row(row: Sequence[Any]) -> Versioned:
