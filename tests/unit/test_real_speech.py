@@ -29,10 +29,11 @@ def test_english_has_many_speakers_of_both_genders(catalog: list[Utterance]) -> 
     speakers = {u.speaker: u.gender for u in english}
     assert len(english) >= 30
     assert len(speakers) >= 8
-    assert Counter(speakers.values())["female"] >= 2
-    assert Counter(speakers.values())["male"] >= 2
+    assert Counter(speakers.values())["female"] >= 3
+    assert Counter(speakers.values())["male"] >= 3
     sentences = [u for u in english if 1.5 <= u.duration <= 10 and len(u.text.split()) >= 3]
-    assert len({u.speaker for u in sentences}) >= 5
+    assert len({u.speaker for u in sentences}) >= 6
+    assert {u.gender for u in sentences} == {"female", "male"}
 
 
 def test_french_and_italian_are_there(catalog: list[Utterance]) -> None:
@@ -60,8 +61,8 @@ def test_one_utterance_per_speaker_loads_at_16k_with_speech_in_it(catalog: list[
         audio = utt.load()
         assert audio.dtype == np.float32 and audio.ndim == 1, utt.id
         assert abs(len(audio) / RATE - utt.duration) < 0.05, utt.id
-        assert _rms(audio) > 0.01, utt.id  # not silence
-        assert np.abs(audio).max() <= 1.0, utt.id
+        assert _rms(audio) > 0.005, utt.id  # not silence (telephone speech can be quiet)
+        assert 0.02 < np.abs(audio).max() <= 1.0, utt.id
 
 
 def test_jfk_clip_is_one_long_sentence_with_a_pause_in_it(catalog: list[Utterance]) -> None:
