@@ -11,7 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from openevi.chat.messages import ServerMessage
+from openevi import metrics
+from openevi.chat.messages import Error, ServerMessage
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 
 
@@ -128,6 +129,8 @@ class Fanout:
             self._queues.remove(queue)
 
     def send(self, message: ServerMessage) -> None:
+        if isinstance(message, Error):
+            metrics.chat_error(message.code)
         for queue in self._queues:
             queue.put_nowait(message)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openevi import metrics
 from openevi.bus.base import ChatBus
 from openevi.chat.clock import Clock, SystemClock
 from openevi.llm.base import LanguageModel
@@ -29,6 +30,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("openevi.chat.runtime")
 
 LanguageModelFactory = Callable[[dict[str, Any] | None, str | None], LanguageModel]
+
+
+class LiveChats(dict[str, "ChatSession"]):
+    """This process's live chats by id; a chat entering or leaving is counted (openevi_chats_*)."""
+
+    def __setitem__(self, chat_id: str, session: ChatSession) -> None:
+        if chat_id not in self:
+            metrics.chat_started(_transport(session))
+        super().__setitem__(chat_id, session)
+
+    def pop(self, chat_id: str, *default: Any) -> Any:
+        if chat_id not in self:
+            return super().pop(chat_id, *default)
+        session = super().pop(chat_id)
+        metrics.chat_ended(_transport(session), str(session.status or "ACTIVE"), session.account_id)
+        return session
+
+
+def _transport(session: ChatSession) -> str:
+    return "phone" if session.phone_caller is not None else "websocket"
 
 
 @dataclass
@@ -50,7 +71,7 @@ class ChatRuntime:
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     # Timeouts, nudges and playback pacing read time here (tests drive a fake one).
     clock: Clock = field(default_factory=SystemClock)
-    sessions: dict[str, ChatSession] = field(default_factory=dict)
+    sessions: dict[str, ChatSession] = field(default_factory=LiveChats)
 
     async def shutdown(self) -> None:
         """End every live chat (the server is stopping)."""

@@ -31,7 +31,7 @@ import httpx
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openevi import __version__
+from openevi import __version__, metrics
 from openevi.net.clients import GuardedTransport
 from openevi.net.outbound import OutboundPolicy, OutboundRefused
 from openevi.settings import Settings
@@ -251,6 +251,10 @@ class WebhookDispatcher:
 
     async def _seconds_until_next_due(self) -> float:
         async with self._factory() as session:
+            oldest = await session.scalar(
+                select(func.min(WebhookDelivery.created_at)).where(WebhookDelivery.status == PENDING)
+            )
+            metrics.webhook_queue_oldest(0.0 if oldest is None else (self._clock() - int(oldest)) / 1000)
             next_at = await session.scalar(
                 self._held_back(
                     select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.status == PENDING)
@@ -301,10 +305,13 @@ class WebhookDispatcher:
         values: dict[str, object] = {"claimed_by": None, "last_status_code": status_code}
         if error is None:
             values.update(status=DELIVERED, delivered_at=now, last_error=None)
+            metrics.webhook_delivery("delivered")
         elif final or item.attempts >= self._max_attempts:
             values.update(status=FAILED, last_error=error[:ERROR_TEXT_LIMIT])
             log.warning("webhook %s to %s failed after %d attempts: %s", item.id, item.url, item.attempts, error)
+            metrics.webhook_delivery("failed")
         else:
+            metrics.webhook_delivery("retry")
             retry_at = next_attempt_at(now, item.attempts, base_s=self._base_s, max_s=self._cap_s, rand=self._rand)
             values.update(next_attempt_at=retry_at, last_error=error[:ERROR_TEXT_LIMIT])
         async with self._factory() as session, session.begin():
