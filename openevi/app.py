@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openevi import __version__, metrics
 from openevi.api import audio, chat_ws, chats, control, oauth, twilio
 from openevi.api.auth import Authenticator
+from openevi.api.drain import Drain
 from openevi.api.errors import error_body, install_error_handlers
-from openevi.api.operations import HttpMetrics, metrics_router
+from openevi.api.operations import HttpMetrics, metrics_router, readiness_router
 from openevi.api.quotas import ChatAdmission
 from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.api.revocation import RevocationWatcher
@@ -31,7 +32,6 @@ from openevi.chat.metered import metered_asr, metered_language_model, metered_pr
 from openevi.chat.presence import SessionBus
 from openevi.chat.recovery import close_orphans, instance_id_for
 from openevi.chat.runtime import ChatRuntime, LiveChats, warm_up
-from openevi.chat.session import ChatSession
 from openevi.llm.registry import create_language_model
 from openevi.logging_setup import install_redaction
 from openevi.services.configs import ConfigRejected
@@ -159,6 +159,7 @@ UPLOAD_DRAIN_S = 10.0
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the lifespan connects the store and makes the first key."""
     settings = settings or Settings()
+    drain = Drain(settings.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -183,7 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Worker processes share the data dir; each is an instance of its own.
             instance_id = f"{instance_id}-{secrets.token_hex(4)}"
         bus = await _create_bus(settings, instance_id)
-        sessions: dict[str, ChatSession] = LiveChats()
+        sessions = LiveChats()
         app.state.bus = SessionBus(bus, sessions)
         app.state.webhooks = WebhookDispatcher(factory, settings)
         app.state.webhooks.start()
@@ -220,7 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         app.state.chat_runtime = runtime
-        app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions)
+        app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions, draining=lambda: drain.draining)
+        drain.install(runtime)
         app.state.revocations = RevocationWatcher(
             app.state.chat_admission, factory, interval_s=settings.revocation_check_interval_s
         )
@@ -263,6 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    app.state.drain = drain
     install_error_handlers(app)
     _install_store_error_handlers(app)
     for router in (
@@ -276,6 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         twilio.router,
         audio.router,
         web_router,
+        readiness_router,
     ):
         app.include_router(router)
     if settings.metrics:

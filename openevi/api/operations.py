@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openevi import metrics
+
+log = logging.getLogger("openevi.api.operations")
 
 UNMATCHED_ROUTE = "other"  # a path no route matched: never the raw path (unbounded label values)
 
@@ -47,3 +53,40 @@ metrics_router = APIRouter()
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
+
+
+readiness_router = APIRouter()
+CHECK_TIMEOUT_S = 2.0
+
+
+@readiness_router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> JSONResponse:
+    """200 when this instance should get traffic: not draining, and its database, bus and storage answer."""
+    state = request.app.state
+    if state.drain.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+
+    async def database() -> None:
+        async with state.db() as s:
+            await s.execute(text("SELECT 1"))
+
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": database,
+        "bus": state.bus.check,
+        "storage": state.recording_store.check,
+    }
+    results = await asyncio.gather(*(_check(name, check) for name, check in checks.items()))
+    ready = all(results)
+    words = {name: "ok" if ok else "unreachable" for name, ok in zip(checks, results, strict=True)}
+    body = {"status": "ready" if ready else "unavailable", "checks": words}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _check(name: str, check: Callable[[], Awaitable[None]]) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await check()
+    except Exception as exc:  # the reason goes to the log, not to an unauthenticated caller
+        log.warning("readiness: %s unreachable: %s", name, exc)
+        return False
+    return True

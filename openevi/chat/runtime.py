@@ -35,16 +35,28 @@ LanguageModelFactory = Callable[[dict[str, Any] | None, str | None], LanguageMod
 class LiveChats(dict[str, "ChatSession"]):
     """This process's live chats by id; a chat entering or leaving is counted (openevi_chats_*)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
     def __setitem__(self, chat_id: str, session: ChatSession) -> None:
         if chat_id not in self:
             metrics.chat_started(_transport(session))
         super().__setitem__(chat_id, session)
+        self._empty.clear()
+
+    async def until_empty(self) -> None:
+        """Return once no chat is live (at once if none is)."""
+        await self._empty.wait()
 
     def pop(self, chat_id: str, *default: Any) -> Any:
         if chat_id not in self:
             return super().pop(chat_id, *default)
         session = super().pop(chat_id)
         metrics.chat_ended(_transport(session), str(session.status or "ACTIVE"), session.account_id)
+        if not self:
+            self._empty.set()
         return session
 
 
@@ -71,7 +83,7 @@ class ChatRuntime:
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     # Timeouts, nudges and playback pacing read time here (tests drive a fake one).
     clock: Clock = field(default_factory=SystemClock)
-    sessions: dict[str, ChatSession] = field(default_factory=LiveChats)
+    sessions: LiveChats = field(default_factory=LiveChats)
 
     async def shutdown(self) -> None:
         """End every live chat (the server is stopping)."""
