@@ -14,12 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openevi import __version__, metrics
+from openevi import __version__, metrics, tracing
 from openevi.api import audio, chat_ws, chats, control, oauth, twilio
 from openevi.api.auth import Authenticator
 from openevi.api.drain import Drain
 from openevi.api.errors import error_body, install_error_handlers
-from openevi.api.operations import HttpMetrics, metrics_router, readiness_router
+from openevi.api.operations import HttpTelemetry, metrics_router, readiness_router
 from openevi.api.quotas import ChatAdmission
 from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.api.revocation import RevocationWatcher
@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()  # no ?api_key= in the logs, however the server was started
         metrics.configure(account_labels=settings.metrics_account_labels)
+        tracing.configure_from_env()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
@@ -257,6 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.bus.close()
             await engine.dispose()
             metrics.process_exited(os.getpid())
+            tracing.shutdown()
 
     app = FastAPI(
         title="openevi",
@@ -290,5 +292,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(HttpMetrics)
+    app.add_middleware(HttpTelemetry)
     return app

@@ -12,15 +12,16 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openevi import metrics
+from openevi import metrics, tracing
 
 log = logging.getLogger("openevi.api.operations")
 
 UNMATCHED_ROUTE = "other"  # a path no route matched: never the raw path (unbounded label values)
 
 
-class HttpMetrics:
-    """Counts and times every HTTP request by route template (`/v0/evi/chats/{id}`) and status class."""
+class HttpTelemetry:
+    """Counts and times every HTTP request by route template (`/v0/evi/chats/{id}`) and status class,
+    in a span that continues the caller's trace (`traceparent`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,12 +39,21 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            metrics.http_request(template, status, time.monotonic() - started)
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        method = scope.get("method", "GET")
+        with tracing.server_span(method, headers) as span:
+            try:
+                await self.app(scope, receive, send_and_note)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or UNMATCHED_ROUTE
+                metrics.http_request(template, status, time.monotonic() - started)
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    tracing.failed(span, f"HTTP {status}")
 
 
 metrics_router = APIRouter()

@@ -1,21 +1,30 @@
-"""Providers wrapped so every request is counted and timed (openevi_provider_requests_*).
+"""Providers wrapped so every request is counted, timed (openevi_provider_requests_*) and traced.
 
 The wrappers pass every other attribute through, so the engine sees the provider it was given.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from opentelemetry.trace import Span
 
-from openevi import metrics
-from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent
+from openevi import metrics, tracing
+from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent, TextDelta
 from openevi.speech.asr.base import SpeechRecognizer, Transcript
 from openevi.speech.prosody.base import ProsodyModel
 from openevi.speech.tts.base import TextToSpeech
 from openevi.speech.voices import Voice
+
+
+@contextmanager
+def _request(kind: str) -> Iterator[Span]:
+    with metrics.timed_provider_request(kind), tracing.span(kind) as span:
+        yield span
 
 
 class _Passthrough:
@@ -32,7 +41,7 @@ class MeteredASR(_Passthrough):
         self._asr = inner
 
     async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
-        with metrics.timed_provider_request("asr"):
+        with _request("asr"):
             return await self._asr.transcribe(audio, prompt=prompt)
 
 
@@ -42,7 +51,7 @@ class MeteredTTS(_Passthrough):
         self._tts = inner
 
     async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
-        with metrics.timed_provider_request("tts"):
+        with _request("tts"):
             stream = self._tts.synthesize(text, voice=voice)
             try:
                 async for chunk in stream:
@@ -57,7 +66,7 @@ class MeteredProsody(_Passthrough):
         self._prosody = inner
 
     async def score(self, audio: np.ndarray, *, text: str | None = None) -> dict[str, float]:
-        with metrics.timed_provider_request("prosody"):
+        with _request("prosody"):
             return await self._prosody.score(audio, text=text)
 
 
@@ -67,12 +76,21 @@ class MeteredLanguageModel(_Passthrough):
         self._model = inner
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMEvent]:
-        with metrics.timed_provider_request("llm"):
+        with _request("llm") as span:
+            span.set_attribute("openevi.llm.model", str(getattr(self._model, "name", "")))
+            started, deltas = time.monotonic(), 0
             events = self._model.stream(request)
             try:
                 async for event in events:
+                    if isinstance(event, TextDelta):
+                        if deltas == 0:
+                            span.set_attribute(
+                                "openevi.llm.first_token_ms", round((time.monotonic() - started) * 1000, 1)
+                            )
+                        deltas += 1
                     yield event
             finally:
+                span.set_attribute("openevi.llm.text_deltas", deltas)
                 closer = getattr(events, "aclose", None)
                 if closer is not None:
                     await closer()

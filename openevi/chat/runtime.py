@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openevi import metrics
+from openevi import metrics, tracing
 from openevi.bus.base import ChatBus
 from openevi.chat.clock import Clock, SystemClock
 from openevi.llm.base import LanguageModel
@@ -43,6 +43,9 @@ class LiveChats(dict[str, "ChatSession"]):
     def __setitem__(self, chat_id: str, session: ChatSession) -> None:
         if chat_id not in self:
             metrics.chat_started(_transport(session))
+            traced = tracing.chat_started(chat_id, transport=_transport(session), chat_group_id=session.chat_group_id)
+            if traced is not None:
+                session.tasks.context = traced  # the chat's tasks trace as children of its span
         super().__setitem__(chat_id, session)
         self._empty.clear()
 
@@ -55,6 +58,7 @@ class LiveChats(dict[str, "ChatSession"]):
             return super().pop(chat_id, *default)
         session = super().pop(chat_id)
         metrics.chat_ended(_transport(session), str(session.status or "ACTIVE"), session.account_id)
+        tracing.chat_ended(chat_id, str(session.status or "ACTIVE"))
         if not self:
             self._empty.set()
         return session

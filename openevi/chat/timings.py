@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from openevi import metrics
+from openevi import metrics, tracing
 
 log = logging.getLogger("openevi.metrics")
 
@@ -46,10 +46,13 @@ class TurnTimings:
         if origin is None or self.reported:
             return None
         self.reported = True
+        spans: dict[str, tuple[float, float]] = {}
         for name, (starts, end) in _STAGES.items():
             start = next((s for s in starts if s in self.marks), None)
             if start is not None and end in self.marks:
                 metrics.turn_stage(name, self.marks[end] - self.marks[start])
+                spans[name] = (self.marks[start], self.marks[end])
+        tracing.record_turn(chat_id, self.marks, spans)
         stages = {name: round((at - origin) * 1000, 1) for name, at in sorted(self.marks.items(), key=lambda x: x[1])}
         log.info("turn-timings %s", json.dumps({"chat_id": chat_id, "stages": stages}))
         return stages

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openevi import __version__, metrics
+from openevi import __version__, metrics, tracing
 from openevi.net.clients import GuardedTransport
 from openevi.net.outbound import OutboundPolicy, OutboundRefused
 from openevi.settings import Settings
@@ -274,6 +275,13 @@ class WebhookDispatcher:
         return secret
 
     async def _deliver(self, client: httpx.AsyncClient, item: _Claimed) -> None:
+        attributes = {"openevi.webhook.event": item.event_name, "openevi.webhook.delivery_id": item.id}
+        with tracing.span("webhook_delivery", kind=SpanKind.CLIENT, **attributes) as span:
+            error = await self._attempt(client, item)
+            if error is not None:
+                tracing.failed(span, error)
+
+    async def _attempt(self, client: httpx.AsyncClient, item: _Claimed) -> str | None:
         body = item.payload.encode()
         headers = {
             "Content-Type": "application/json",
@@ -281,6 +289,7 @@ class WebhookDispatcher:
             EVENT_HEADER: item.event_name,
             **signature_headers(await self._secret(item.account_id), body),
         }
+        tracing.inject(headers)  # the receiver's trace continues from this delivery
         status_code: int | None = None
         error: str | None = None
         refused = False
@@ -299,6 +308,7 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await self._record(item, status_code, error, final=refused)
+        return error
 
     async def _record(self, item: _Claimed, status_code: int | None, error: str | None, *, final: bool) -> None:
         now = self._clock()
