@@ -107,6 +107,7 @@ class WebhookDispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_url: Counter[str] = Counter()
         self._per_account: Counter[str] = Counter()
+        self._measured_at = float("-inf")  # when the queue's age was last measured (clock ms)
 
     def start(self) -> None:
         """Start the delivery loop on the running event loop."""
@@ -152,6 +153,7 @@ class WebhookDispatcher:
                     # still wakes the wait below.
                     self._wake.clear()
                     try:
+                        await self._measure_queue()
                         free = MAX_IN_FLIGHT - len(self._in_flight)
                         claimed = await self._claim_due(free) if free > 0 else []
                         for item in claimed:
@@ -250,12 +252,20 @@ class WebhookDispatcher:
                     per_account[account_id] += 1
         return claimed
 
-    async def _seconds_until_next_due(self) -> float:
+    async def _measure_queue(self) -> None:
+        """openevi_webhook_queue_oldest_seconds, at most once per poll interval (busy or idle)."""
+        now = self._clock()
+        if now - self._measured_at < self._poll_s * 1000:
+            return
+        self._measured_at = now
         async with self._factory() as session:
             oldest = await session.scalar(
                 select(func.min(WebhookDelivery.created_at)).where(WebhookDelivery.status == PENDING)
             )
-            metrics.webhook_queue_oldest(0.0 if oldest is None else (self._clock() - int(oldest)) / 1000)
+        metrics.webhook_queue_oldest(0.0 if oldest is None else (now - int(oldest)) / 1000)
+
+    async def _seconds_until_next_due(self) -> float:
+        async with self._factory() as session:
             next_at = await session.scalar(
                 self._held_back(
                     select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.status == PENDING)
