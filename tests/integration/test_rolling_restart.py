@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -28,6 +30,7 @@ from tests.integration.live_support import make_config, start_receiver, wait_unt
 from tests.integration.test_voice import RATE, linear16, silence, speak, stream
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
+from tests.support.twilio_client import PhoneCall, TwimlAnswer
 from tests.webhook_receiver import Receiver
 
 __all__ = ["llm"]
@@ -193,6 +196,14 @@ async def _exited_and_restarted(server: ServerProcess, balancer: Balancer) -> No
     await balancer.until(lambda ready: server.port in ready)
 
 
+async def _stay_on_the_line(phone: PhoneCall, answer: TwimlAnswer) -> int | None:
+    """The caller stays on (silence) until the server ends the call; returns the stream's close code."""
+    async with phone.stream(answer) as line:
+        await line.keep_talking_silence(seconds=DRAIN_TIMEOUT_S + 60)
+        await asyncio.wait_for(line.closed.wait(), 30)
+        return line.close_code
+
+
 async def _live_chats(server: ServerProcess) -> float:
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(f"{server.base_url}/metrics")).text
@@ -206,7 +217,7 @@ async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM,
     finishers, stayers = asyncio.Event(), asyncio.Event()
     callers = [Caller(name, until) for name, until in (("finisher-a", finishers), ("finisher-b", finishers))]
     callers += [Caller(name, stayers) for name in ("stayer-a", "stayer-b", "newcomer")]
-    talks: list[asyncio.Task[None]] = []
+    talks: list[asyncio.Task[Any]] = []
     try:
         await asyncio.to_thread(a.start, 180)  # one at a time: the first one migrates the database
         await asyncio.to_thread(b.start, 180)
@@ -224,10 +235,17 @@ async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM,
             call(caller)
             await asyncio.wait_for(caller.turns.get(), 90)  # its first turn answered
         assert (await _live_chats(a), await _live_chats(b)) == (2, 2)
+        # A phone call to a: answered (TwiML) now, its media stream connects once a is draining.
+        query = httpx.QueryParams({"config_id": config_id, "api_key": a.api_key})
+        phone = PhoneCall(a.base_url, f"/v0/evi/twilio?{query}")
+        answer = await asyncio.to_thread(phone.dial)
+        assert answer.stream_url is not None, answer.body
 
         # a drains: its chats go on (a turn each), a new chat goes to b; the finisher on a hangs up,
         # the stayer on a is ended at the drain timeout.
         await _drain(a, balancer)
+        on_the_phone = asyncio.create_task(_stay_on_the_line(phone, answer))
+        talks.append(on_the_phone)
         call(callers[4])
         await asyncio.wait_for(callers[4].turns.get(), 90)
         for caller in callers[:4]:
@@ -239,6 +257,7 @@ async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM,
         await _drain(b, balancer)
         await _exited_and_restarted(b, balancer)
         await asyncio.wait_for(asyncio.gather(*talks), 60)
+        assert on_the_phone.result() == 1000  # the server ended the stream, and with it the call
 
         closes = {c.name: c.close_code for c in callers}
         assert closes == {
@@ -249,7 +268,16 @@ async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM,
             "newcomer": RESTART_CLOSE_CODE,
         }
         assert all(c.answered >= 2 for c in callers[:4]) and callers[4].answered >= 1
-        # Every chat is stored as ended, and both its webhooks were sent.
+        # Every chat, the phone call's too, is stored as ended, and both its webhooks were sent.
+        started = [
+            body
+            for body in (json.loads(r.body) for r in receiver.received())
+            if body.get("event_name") == "chat_started"
+        ]
+        (phone_chat,) = [b["chat_id"] for b in started if b.get("caller_number") == phone.caller]
+        callers.append(Caller("phone", stayers, chat_id=phone_chat))
+        stored = [chat.id async for chat in await through_balancer.empathic_voice.chats.list_chats(page_size=100)]
+        assert sorted(stored) == sorted(c.chat_id for c in callers)  # none lost, none doubled
         for caller in callers:
             chat = await through_balancer.empathic_voice.chats.list_chat_events(id=caller.chat_id)
             assert chat.response.status == "USER_ENDED", (caller.name, chat.response.status)
