@@ -143,7 +143,8 @@ async def test_chats_turn_stages_errors_providers_and_webhooks_are_measured(
 async def test_every_worker_reports_the_sum_of_all_workers(
     tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM
 ) -> None:
-    proc = scripted_server(Path(tmp_path_factory.mktemp("metrics-workers")), llm)
+    # In a thread: on PostgreSQL it makes a database with an event loop of its own.
+    proc = await asyncio.to_thread(scripted_server, Path(tmp_path_factory.mktemp("metrics-workers")), llm)
     proc.serve_args = ("--workers", "2")
     proc.start(timeout=180)
     try:

@@ -212,7 +212,7 @@ async def _live_chats(server: ServerProcess) -> float:
 
 
 async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM, receiver: Receiver) -> None:
-    a, b = _instances(tmp_path, llm)
+    a, b = await asyncio.to_thread(_instances, tmp_path, llm)  # makes a PostgreSQL database when testing on one
     balancer = Balancer([a, b])
     finishers, stayers = asyncio.Event(), asyncio.Event()
     callers = [Caller(name, until) for name, until in (("finisher-a", finishers), ("finisher-b", finishers))]
