@@ -49,7 +49,7 @@ provider_requests_total = Counter(
     "openevi_provider_requests", "Requests to speech and language-model providers.", ["kind", "outcome"]
 )
 provider_request_seconds = Histogram(
-    "openevi_provider_request_seconds",
+    "openevi_provider_requests_seconds",
     "Duration of requests to speech and language-model providers (to the last chunk for streams).",
     ["kind", "outcome"],
     buckets=_LATENCY_BUCKETS,
@@ -66,7 +66,7 @@ http_requests_total = Counter(
     "openevi_http_requests", "HTTP requests answered, by route template and status class.", ["route", "status"]
 )
 http_request_seconds = Histogram(
-    "openevi_http_request_seconds",
+    "openevi_http_requests_seconds",
     "Time to answer HTTP requests, by route template and status class.",
     ["route", "status"],
     buckets=_HTTP_BUCKETS,

@@ -124,7 +124,7 @@ async def test_chats_turn_stages_errors_providers_and_webhooks_are_measured(
     assert grew("openevi_chat_errors_total", code="E0201") == 1  # invalid_audio
     for kind in ("asr", "tts", "llm", "prosody"):
         assert grew("openevi_provider_requests_total", kind=kind, outcome="ok") >= 1, kind
-        assert grew("openevi_provider_request_seconds_count", kind=kind) == grew(
+        assert grew("openevi_provider_requests_seconds_count", kind=kind) == grew(
             "openevi_provider_requests_total", kind=kind
         )
     assert grew("openevi_provider_requests_total", kind="tts", outcome="cancelled") >= 1  # the story was cut off
@@ -132,7 +132,7 @@ async def test_chats_turn_stages_errors_providers_and_webhooks_are_measured(
     assert total(after, "openevi_webhook_queue_oldest_seconds") >= 0
     assert grew("openevi_http_requests_total", route="/v0/evi/chats/{id}", status="2xx") >= 2
     assert grew("openevi_http_requests_total", route="other", status="4xx") == 1
-    assert total(after, "openevi_http_request_seconds_count", route="/v0/evi/configs", status="2xx") >= 1
+    assert total(after, "openevi_http_requests_seconds_count", route="/v0/evi/configs", status="2xx") >= 1
     # Bounded labels only: no chat id, key, or raw path in any series.
     text = await scrape_text(server)
     for secret in (*chat_ids, server.api_key, "nowhere-", config_id):
