@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
-from hume.empathic_voice import SessionSettings
+from hume.empathic_voice import SessionSettings, UserInput
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
@@ -35,7 +35,7 @@ from tests.webhook_receiver import Receiver
 
 __all__ = ["llm"]
 
-DRAIN_TIMEOUT_S = 20
+DRAIN_TIMEOUT_S = 30  # long enough for every chat to be answered once more while its instance drains
 RESTART_CLOSE_CODE = 1012
 
 
@@ -299,3 +299,39 @@ async def test_a_rolling_restart_loses_no_chat(tmp_path: Path, llm: ScriptedLLM,
             await balancer.stop()
         for server in (a, b):
             await asyncio.to_thread(server.stop)
+
+
+async def test_with_workers_every_worker_drains(tmp_path: Path, llm: ScriptedLLM) -> None:
+    server = await asyncio.to_thread(scripted_server, tmp_path / "workers", llm, OPENEVI_DRAIN_TIMEOUT_S="20")
+    server.serve_args = ("--workers", "2")
+    await asyncio.to_thread(server.start, 180)
+    try:
+        client = client_for(server)
+        async with client.empathic_voice.chat.connect() as socket:
+            chat_id = (await socket.recv()).chat_id
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)  # to uvicorn's parent, which passes it to each worker
+            async with httpx.AsyncClient(timeout=10) as http:
+                for _ in range(300):  # the parent passes signals on within about half a second
+                    if (await http.get(f"{server.base_url}/readyz")).status_code == 503:
+                        break
+                    await asyncio.sleep(0.1)
+            readiness = set()
+            for _ in range(8):  # a connection each, so that both workers answer some
+                async with httpx.AsyncClient(timeout=10) as http:
+                    readiness.add((await http.get(f"{server.base_url}/readyz")).status_code)
+            assert readiness == {503}
+            await socket.send_publish(UserInput(text="Still there?"))
+            answer = await recv_until(socket, "assistant_end", limit_s=60)  # the live chat goes on
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await socket.recv()
+        assert [m.type for m in answer].count("assistant_message") >= 1
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == RESTART_CLOSE_CODE
+        assert await asyncio.to_thread(server.proc.wait, 60) == 0
+        server.proc = None
+        await asyncio.to_thread(server.start, 180)
+        chat = await client.empathic_voice.chats.list_chat_events(id=chat_id)
+        assert chat.response.status == "USER_ENDED"
+    finally:
+        await asyncio.to_thread(server.stop)
