@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from openevi.audio.decode import AudioDecoder, DecodeError
+from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.config import TurnDetection
 from openevi.chat.tasks import TaskScope
 from openevi.chat.turn_detection import (
@@ -35,6 +36,11 @@ log = logging.getLogger("openevi.chat.listener")
 
 # Interim transcripts (verbose_transcription) are refreshed at most this often while the user speaks.
 INTERIM_EVERY_MS = 1000
+
+# Audio that stops arriving is silence (a muted or push-to-talk client, Hume's SDK muting its
+# microphone while the assistant plays). Once the stream is this far behind its own real-time playout,
+# the missing time is counted as quiet frames, so a turn ends on the clock, not only on audio.
+STALL_S = 0.25
 
 
 # Words that acknowledge without taking the floor (OPENEVI_BACKCHANNEL_TOLERANCE).
@@ -92,9 +98,11 @@ class Listener:
         on_early: Callable[[HeardTurn], Awaitable[None]] | None = None,
         on_resumed: Callable[[], Awaitable[None]] | None = None,
         tasks: TaskScope | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """`tasks`: the chat's task scope, which then owns (and at the end cancels) the listener's
-        tasks; without one the listener has its own, closed by `aclose`."""
+        tasks; without one the listener has its own, closed by `aclose`. `clock`: where the time a
+        silent (stopped) stream is measured on comes from."""
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
         self._frame = vad.frame_samples
@@ -129,6 +137,12 @@ class Listener:
         self._tasks = tasks if tasks is not None else TaskScope("listener")
         self._onset_ms = 0.0
         self._interrupting = False
+        self._clock: Clock = clock or SystemClock()
+        self._frame_s = self._frame / self.sample_rate
+        self._due = 0.0  # clock time by which the audio received so far has played, in real time
+        self._stalled = False  # the stream stopped: missing time is being counted as silence
+        self._feeding = asyncio.Lock()  # frames from the socket and stall silence, one at a time
+        self._stall_watch: asyncio.Task[None] | None = None
 
     def configure_pcm(self, sample_rate: int, channels: int) -> None:
         """session_settings.audio: raw linear16 at this rate (a new decoder from the next chunk on)."""
@@ -152,11 +166,15 @@ class Listener:
             self._on_error(str(exc))
             self._replace_decoder(None)  # the next chunk may start a valid stream again
             return
-        await self._feed(samples)
-
-    async def _feed(self, samples: np.ndarray) -> None:
         if samples.size == 0:
             return
+        async with self._feeding:
+            self._due = max(self._due, self._clock.monotonic()) + samples.size / self.sample_rate
+            self._stalled = False
+            await self._feed(samples)
+        self._watch_for_stall()
+
+    async def _feed(self, samples: np.ndarray) -> None:
         if self._on_audio is not None:
             self._on_audio(samples, self._samples_in * 1000 // self.sample_rate)
         self._samples_in += samples.size
@@ -164,12 +182,41 @@ class Listener:
         whole = buffered.size - buffered.size % self._frame
         for start in range(0, whole, self._frame):
             frame = buffered[start : start + self._frame]
-            events = self._detector.push(frame, self._vad.probability(frame))
-            if self._detector.in_turn:
-                self._turn_frames.append(frame)
-            for event in events:
-                await self._on_event(event)
+            await self._step(frame, self._vad.probability(frame))
         self._pending = buffered[whole:].copy()
+
+    async def _step(self, frame: np.ndarray, probability: float) -> None:
+        events = self._detector.push(frame, probability)
+        if self._detector.in_turn:
+            self._turn_frames.append(frame)
+        for event in events:
+            await self._on_event(event)
+
+    def _watch_for_stall(self) -> None:
+        """While a turn is open, watch for the stream stopping (see STALL_S)."""
+        if self._detector.in_turn and (self._stall_watch is None or self._stall_watch.done()):
+            self._stall_watch = self._tasks.spawn(self._fill_stalls(), name="listener-stall")
+
+    async def _fill_stalls(self) -> None:
+        quiet = np.zeros(self._frame, dtype=np.float32)
+        while self._detector.in_turn:
+            # Once stalled, keep counting frame by frame; before, allow the stream STALL_S of jitter.
+            late = self._clock.monotonic() - self._due
+            allowed = self._frame_s if self._stalled else STALL_S
+            if late < allowed:
+                await self._clock.sleep(allowed - late)
+                continue
+            async with self._feeding:
+                missing = int((self._clock.monotonic() - self._due) / self._frame_s)
+                self._stalled = missing > 0
+                for _ in range(missing):
+                    if not self._detector.in_turn:
+                        break
+                    self._samples_in += self._frame
+                    self._due += self._frame_s
+                    await self._step(quiet, 0.0)
+            if not self._stalled:
+                await self._clock.sleep(self._frame_s)  # rounding left less than a frame missing
 
     async def _on_event(self, event: object) -> None:
         match event:
