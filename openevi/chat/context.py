@@ -48,6 +48,9 @@ class Conversation:
     """History plus the settings that shape what the model is sent."""
 
     base_prompt: str | None = None
+    default_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """Used when neither the config nor the session gives a prompt (None for a custom language model,
+    which writes its own words: it gets no system message then)."""
     system_prompt_override: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     persistent_context: str | None = None
@@ -57,7 +60,7 @@ class Conversation:
 
     @property
     def system_prompt(self) -> str:
-        prompt = self.system_prompt_override or self.base_prompt or DEFAULT_SYSTEM_PROMPT
+        prompt = self.system_prompt_override or self.base_prompt or self.default_prompt or ""
         return fill_variables(prompt, self.variables)
 
     def set_context(self, text: str | None, kind: str | None) -> None:
@@ -110,8 +113,8 @@ class Conversation:
 
     def messages(self, *, extra_system: str | None = None) -> list[Message]:
         """What to send the model now."""
-        system = self.system_prompt if extra_system is None else f"{self.system_prompt}\n\n{extra_system}"
-        return [Message(role="system", content=system), *self.history]
+        system = "\n\n".join(part for part in (self.system_prompt, extra_system) if part)
+        return [Message(role="system", content=system), *self.history] if system else list(self.history)
 
     def _append(self, message: Message) -> None:
         self.history.append(message)

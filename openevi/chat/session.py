@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from openevi.audio.recorder import ChatRecorder
 from openevi.chat import messages as msg
 from openevi.chat.config import ChatConfig
-from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_history
+from openevi.chat.context import CONTEXT_EVENT_TYPES, DEFAULT_SYSTEM_PROMPT, Conversation, rebuild_history
 from openevi.chat.limits import ChatLimits
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
@@ -33,6 +33,7 @@ from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import ToolSet
 from openevi.chat.turns import AssistantTurn, TurnOutcome
 from openevi.llm.base import LanguageModel, Message
+from openevi.llm.registry import is_custom_language_model
 from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 from openevi.speech.voices import Voice, resolve_voice
@@ -93,7 +94,13 @@ class ChatSession:
         self.audio_format: p.AudioConfiguration | None = None
         self.metadata: dict[str, Any] | None = None
         self.voice: Voice = self._config_voice()
-        self.conversation = Conversation(base_prompt=config.prompt_text)
+        custom_model = is_custom_language_model(config.language_model, runtime.settings)
+        # A custom language model writes its own words: no openevi prompt of ours, and (unless the
+        # operator opts in) only confirmed turns, never a speculative request it would bill or log.
+        self.conversation = Conversation(
+            base_prompt=config.prompt_text, default_prompt=None if custom_model else DEFAULT_SYSTEM_PROMPT
+        )
+        self.speculate = not custom_model or runtime.settings.clm_speculation
         self.tools = ToolSet(web_search_available=bool(runtime.settings.web_search_url))
         for tool in config.tools:
             self.tools.add_function(
@@ -573,9 +580,10 @@ class ChatSession:
             ),
             on_error=lambda message: self.emit_error(msg.E_INVALID_AUDIO, message),
             on_mark=self._mark,
-            on_early=lambda heard: self._heard_early(heard, offset_ms),
+            on_early=(lambda heard: self._heard_early(heard, offset_ms)) if self.speculate else None,
             on_resumed=self._user_resumed,
             tasks=self.tasks,
+            clock=self.clock,
             on_audio=lambda samples, at_ms: (
                 self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
             ),
