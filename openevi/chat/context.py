@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openevi.chat.expressions import expression_suffix, snake_name
-from openevi.chat.messages import wire_scores
 from openevi.llm.base import Message, ToolCall
+from openevi.schemas import protocol as p
+from openevi.schemas.messages import wire_scores
 
 if TYPE_CHECKING:
     from openevi.chat.ports import PastEvent
@@ -62,6 +63,16 @@ class Conversation:
     def system_prompt(self) -> str:
         prompt = self.system_prompt_override or self.base_prompt or self.default_prompt or ""
         return fill_variables(prompt, self.variables)
+
+    def apply_settings(self, s: p.SessionSettings) -> None:
+        """The prompt, variables and context a session_settings message sets."""
+        fields = s.model_fields_set
+        if "system_prompt" in fields:
+            self.system_prompt_override = s.system_prompt
+        if "variables" in fields and s.variables is not None:
+            self.variables.update(s.variables)
+        if "context" in fields:
+            self.set_context(s.context.text if s.context else None, s.context.type if s.context else None)
 
     def set_context(self, text: str | None, kind: str | None) -> None:
         if text is None:

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from openevi.chat.messages import ServerMessage
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
+from openevi.schemas.messages import ServerMessage
 
 
 @dataclass(frozen=True)

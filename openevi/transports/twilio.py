@@ -24,7 +24,7 @@ import numpy as np
 import soxr
 
 from openevi.audio import mulaw
-from openevi.chat import messages as msg
+from openevi.schemas import messages as msg
 
 if TYPE_CHECKING:
     from openevi.chat.session import ChatSession

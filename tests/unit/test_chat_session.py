@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from openevi.chat import messages as msg
 from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
+from openevi.chat.floor import TRANSITIONS, FloorState
 from openevi.chat.listener import HeardTurn
 from openevi.chat.session import Phase
 from openevi.llm.base import LLMError, TextDelta, ToolCall
+from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
 from tests.support.fakes import HOLD, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
 
@@ -138,7 +139,7 @@ async def test_speaking_over_the_assistant_interrupts_it(engine: FakeEngine) -> 
     await session.handle({"type": "user_input", "text": "Tell me a story"})
     await receive_until(queue, "audio_output")
     assert session.speaking
-    await session._user_speaking(300)  # the listener heard min_interruption_ms of speech
+    await session.floor.user_speaking(300)  # the listener heard min_interruption_ms of speech
     messages = await receive_until(queue, "user_interruption")
     assert "assistant_end" not in kinds(messages)
     engine.model.gate.set()
@@ -153,14 +154,16 @@ async def test_a_speculative_answer_runs_no_tool_until_confirmed(engine: FakeEng
     engine.model.replies.append([ToolCall("c1", "hang_up", "{}")])
     session, queue = await started(engine, ChatConfig(builtin_tools=(BuiltinTool("hang_up"),)))
     heard = HeardTurn("please hang up", 0, 900, None, "en")
-    await session._heard_early(heard, 0)
+    session.floor.speech_started()
+    await session.floor.heard_early(heard)
     for _ in range(20):
         await asyncio.sleep(0)
     assert engine.model.requests, "the speculative answer started"
     assert queue.empty(), "nothing is shown before the turn is confirmed"
-    await session._user_resumed()  # the user spoke again inside the silence window
+    await session.floor.speech_resumed()  # the user spoke again inside the silence window
     engine.model.replies.append([TextDelta("Here is a joke.")])
-    await session._heard(HeardTurn("please hang up no wait tell me a joke", 0, 3000, None, "en"), 0)
+    session.floor.turn_closing()
+    await session.floor.heard(HeardTurn("please hang up no wait tell me a joke", 0, 3000, None, "en"))
     messages = await receive_until(queue, "assistant_end")
     assert "tool_call" not in kinds(messages) and "tool_response" not in kinds(messages)
     assert session.status is None and "FUNCTION_CALL" not in engine.histories[0].types()
@@ -170,11 +173,14 @@ async def test_a_confirmed_speculative_answer_runs_its_tool_after_the_user_messa
     engine.model.replies += [[ToolCall("c1", "get_weather", '{"city": "Oslo"}')], [TextDelta("Cold in Oslo.")]]
     session, queue = await started(engine, ChatConfig(tools=(WEATHER,)))
     heard = HeardTurn("weather in Oslo", 0, 900, None, "en")
-    await session._heard_early(heard, 0)
+    session.floor.speech_started()
+    await session.floor.heard_early(heard)
     for _ in range(20):
         await asyncio.sleep(0)
-    assert queue.empty()
-    await session._heard(heard, 0)  # the same words: the speculative answer is the answer
+    assert queue.empty() and session.floor.state is FloorState.SPECULATING
+    session.floor.turn_closing()
+    await session.floor.heard(heard)  # the same words: the speculative answer is the answer
+    assert session.floor.state is FloorState.RESPONDING
     messages = await receive_until(queue, "tool_call")
     assert kinds(messages)[0] == "user_message"
     await session.handle({"type": "tool_response", "tool_call_id": "c1", "content": "minus five"})
@@ -239,8 +245,8 @@ async def test_phases_and_their_transitions(engine: FakeEngine) -> None:
     assert session.phase is Phase.OPEN
     await session.close(ChatStatus.USER_ENDED)
     assert session.phase is Phase.ENDED and session.status == ChatStatus.USER_ENDED
-    with pytest.raises(RuntimeError):
-        session._enter(Phase.OPEN)  # an ended chat never reopens
+    await session.handle({"type": "resume_assistant_message"})  # an ended chat never reopens
+    assert session.phase is Phase.ENDED
     await session.handle({"type": "user_input", "text": "anyone?"})  # ignored once ended
     assert engine.model.requests == []
     while await queue.get() is not None:
@@ -264,3 +270,63 @@ async def test_a_silent_user_is_nudged_once_then_timed_out(engine: FakeEngine) -
     assert session.status == ChatStatus.INACTIVITY_TIMEOUT
     ended = engine.histories[0].ended
     assert ended is not None and ended.message == "on_inactivity_timeout"
+
+
+async def test_a_typed_turn_sent_while_a_spoken_turn_closes_is_answered_after_it(engine: FakeEngine) -> None:
+    """Turns are answered in the order the user finished them: the spoken turn ended first (its words
+    still being transcribed when the typed message came), so its answer comes first, uninterrupted."""
+    engine.model.replies += [[TextDelta("The spoken answer.")], [TextDelta("The typed answer.")]]
+    session, queue = await started(engine)
+    floor = session.floor
+    floor.speech_started()
+    floor.turn_closing()  # the user stopped talking; the recognizer is at work
+    await session.handle({"type": "user_input", "text": "typed words"})
+    assert engine.model.requests == [] and queue.empty()  # nothing jumps ahead of the spoken turn
+    await floor.heard(HeardTurn("spoken words", 0, 900, None, "en"))
+    first = await receive_until(queue, "assistant_end")
+    second = await receive_until(queue, "assistant_end")
+    shown = [(m.type, getattr(m, "text", None)) for m in first + second if m.type != "audio_output"]
+    assert [s for s in shown if s[0] != "assistant_prosody"] == [
+        ("user_message", "spoken words"),
+        ("assistant_message", "The spoken answer."),
+        ("assistant_end", None),
+        ("user_message", "typed words"),
+        ("assistant_message", "The typed answer."),
+        ("assistant_end", None),
+    ]
+    assert "USER_INTERRUPTION" not in engine.histories[0].types()
+    asked = [[m.content for m in r.messages if m.role != "system"] for r in engine.model.requests]
+    assert asked == [["spoken words"], ["spoken words", "The spoken answer.", "typed words"]]
+
+
+async def test_a_typed_turn_waiting_for_a_spoken_turn_without_words_is_answered(engine: FakeEngine) -> None:
+    engine.model.replies.append([TextDelta("Typed answer.")])
+    session, queue = await started(engine)
+    session.floor.speech_started()
+    session.floor.turn_closing()
+    await session.handle({"type": "user_input", "text": "typed words"})
+    session.floor.heard_nothing()  # it was a cough
+    messages = await receive_until(queue, "assistant_end")
+    assert [m.text for m in messages if isinstance(m, msg.UserMessage)] == ["typed words"]
+    await session.floor.wait_reply()
+    assert session.floor.state in (FloorState.PLAYING_OUT, FloorState.IDLE)
+
+
+async def test_the_floor_moves_only_along_its_table(engine: FakeEngine) -> None:
+    engine.model.replies.append([TextDelta("One. "), HOLD, TextDelta("Two.")])
+    session, queue = await started(engine)
+    floor = session.floor
+    assert floor.state is FloorState.IDLE
+    floor.speech_started()
+    assert floor.state is FloorState.USER_SPEAKING
+    floor.turn_closing()
+    await floor.heard(HeardTurn("tell me two things", 0, 900, None, "en"))
+    assert floor.state is FloorState.RESPONDING and session.speaking
+    await receive_until(queue, "audio_output")
+    await floor.user_speaking(900)  # barge-in
+    assert floor.state is FloorState.USER_SPEAKING and not session.speaking
+    assert "user_interruption" in kinds(await receive_until(queue, "user_interruption"))
+    floor.heard_nothing()  # it held no words
+    assert floor.state is FloorState.IDLE
+    assert FloorState.SPECULATING not in TRANSITIONS[FloorState.RESPONDING]
+    engine.model.gate.set()

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 from openevi.chat.config import TurnDetection
-from openevi.chat.listener import STALL_S, HeardTurn, Listener
-from tests.support.fakes import FakeClock, LoudnessVAD, settle
+from openevi.chat.listener import STALL_S, Listener
+from tests.support.fakes import FakeClock, ListenerLog, LoudnessVAD, settle
 from tests.unit.test_listener_barge_in import FRAME, RATE, FixedASR, frames
 
 FRAME_S = FRAME / RATE
 WINDOW_MS = 500
 
 
-def make_listener(clock: FakeClock, turns: list[HeardTurn]) -> Listener:
-    async def on_turn(turn: HeardTurn) -> None:
-        turns.append(turn)
-
-    async def on_speech(span_ms: int) -> None:
-        pass
-
+def make_listener(clock: FakeClock, heard: ListenerLog) -> Listener:
     listener = Listener(
         vad=LoudnessVAD(),
         asr=FixedASR("hello there"),
@@ -29,10 +21,7 @@ def make_listener(clock: FakeClock, turns: list[HeardTurn]) -> Listener:
         ),
         min_interruption_ms=200,
         verbose=False,
-        on_turn=on_turn,
-        on_speech=on_speech,
-        on_interim=lambda *a: None,
-        on_error=lambda message: pytest.fail(message),
+        events=heard,
         clock=clock,
     )
     listener.configure_pcm(RATE, 1)
@@ -47,8 +36,9 @@ async def speak_in_real_time(listener: Listener, clock: FakeClock, pattern: str)
 
 
 async def test_speech_then_no_more_audio_ends_the_turn_on_the_clock() -> None:
-    clock, turns = FakeClock(), []
-    listener = make_listener(clock, turns)
+    clock, heard = FakeClock(), ListenerLog()
+    listener = make_listener(clock, heard)
+    turns = heard.turns
     await speak_in_real_time(listener, clock, "s" * 15)  # speech, then the client stops sending
     await clock.advance(STALL_S)
     assert turns == []  # a late chunk is not silence yet
@@ -60,8 +50,9 @@ async def test_speech_then_no_more_audio_ends_the_turn_on_the_clock() -> None:
 
 
 async def test_a_steady_stream_of_speech_is_never_cut_by_the_clock() -> None:
-    clock, turns = FakeClock(), []
-    listener = make_listener(clock, turns)
+    clock, heard = FakeClock(), ListenerLog()
+    listener = make_listener(clock, heard)
+    turns = heard.turns
     # Chunks of 4 frames, each sent a little late (jitter under STALL_S), 3 s of speech in all.
     for _ in range(24):
         await listener.push(frames("ssss"))
@@ -71,8 +62,9 @@ async def test_a_steady_stream_of_speech_is_never_cut_by_the_clock() -> None:
 
 
 async def test_audio_sent_ahead_of_real_time_is_not_stalled() -> None:
-    clock, turns = FakeClock(), []
-    listener = make_listener(clock, turns)
+    clock, heard = FakeClock(), ListenerLog()
+    listener = make_listener(clock, heard)
+    turns = heard.turns
     await listener.push(frames("s" * 60))  # ~2 s of speech in one burst
     await clock.advance(1.5)  # still inside the burst's own real-time playout
     assert turns == []
@@ -83,8 +75,9 @@ async def test_audio_sent_ahead_of_real_time_is_not_stalled() -> None:
 
 
 async def test_a_stalled_stream_that_resumes_with_speech_continues_the_turn() -> None:
-    clock, turns = FakeClock(), []
-    listener = make_listener(clock, turns)
+    clock, heard = FakeClock(), ListenerLog()
+    listener = make_listener(clock, heard)
+    turns = heard.turns
     await speak_in_real_time(listener, clock, "s" * 10)
     await clock.advance(STALL_S + 0.1)  # a gap shorter than the silence window
     await speak_in_real_time(listener, clock, "s" * 10 + "." * 20)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from openevi.audio import mulaw
-from openevi.chat import messages as msg
+from openevi.schemas import messages as msg
 from openevi.transports import call_token, twiml
 from openevi.transports.twilio import FRAME_BYTES, MediaStreamBridge, OutboundAudio, StreamProtocolError, parse_start
 from tests.support.twilio_client import twilio_signature
