@@ -24,6 +24,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "refuse anything dangerous, illegal or hurtful in one sentence. Words in curly braces after the "
     "user's words describe their tone of voice; match your tone to it and do not mention it."
 )
+CUT_OFF_NOTE = (
+    "The user interrupted your last answer: they heard it only as far as the conversation shows "
+    "(a sentence ending in — was cut off mid-way). Do not assume they heard the rest."
+)
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
 
@@ -58,6 +62,8 @@ class Conversation:
     temporary_context: str | None = None
     history: list[Message] = field(default_factory=list)
     max_history: int = 200
+    cut_off: bool = False
+    """The assistant's last answer was interrupted: the next request says so (until it speaks again)."""
 
     @property
     def system_prompt(self) -> str:
@@ -105,6 +111,7 @@ class Conversation:
     def add_assistant(self, text: str) -> None:
         if not text.strip():
             return
+        self.cut_off = False
         last = self.history[-1] if self.history else None
         if last is not None and last.role == "assistant" and not last.tool_calls:
             self.history[-1] = Message(role="assistant", content=f"{last.content} {text}".strip())
@@ -124,7 +131,8 @@ class Conversation:
 
     def messages(self, *, extra_system: str | None = None) -> list[Message]:
         """What to send the model now."""
-        system = "\n\n".join(part for part in (self.system_prompt, extra_system) if part)
+        note = CUT_OFF_NOTE if self.cut_off else None
+        system = "\n\n".join(part for part in (self.system_prompt, extra_system, note) if part)
         return [Message(role="system", content=system), *self.history] if system else list(self.history)
 
     def _append(self, message: Message) -> None:

@@ -29,6 +29,7 @@ from openevi.chat.context import Conversation
 from openevi.chat.listener import HeardTurn, is_backchannel
 from openevi.chat.output import ChatOutput
 from openevi.chat.ports import Playback
+from openevi.chat.said import SaidLedger
 from openevi.chat.tasks import TaskScope
 from openevi.chat.timings import TurnTimings
 from openevi.chat.turns import AssistantTurn, TurnContext, TurnOutcome
@@ -87,6 +88,7 @@ class Floor:
         self._backchannel_tolerance = backchannel_tolerance
         self._on_hang_up = on_hang_up
         self._user_audio = user_audio
+        self.said = SaidLedger(conversation=conversation, output=output, playback=playback)
         self._state = S.IDLE
         self._reply: asyncio.Task[TurnOutcome] | None = None
         self._reply_turn: AssistantTurn | None = None
@@ -176,32 +178,44 @@ class Floor:
         if task.result().hang_up:
             self._tasks.spawn(self._on_hang_up(), name="hang-up")
 
-    async def cancel(self, *, record_interruption: bool, then: FloorState = S.IDLE) -> None:
-        """Stop the current turn at once (what was already sent stays recorded as said)."""
+    async def cancel(self, *, record_interruption: bool, then: FloorState = S.IDLE, keep_all: bool = False) -> None:
+        """Stop the current turn at once. What the listener heard of it stays in the context and the
+        history (`SaidLedger`; all that was sent with `keep_all`), the rest is dropped."""
         task, turn = self._reply, self._reply_turn
         self._reply = self._reply_turn = None
         self._held = None  # a speculative answer dies with its turn
         # Audio already sent may still be playing on the client: stopping it is an interruption too.
-        was_playing = self._playback.playing
+        played, sent, was_playing = self._playback.played_s(), self._playback.sent_s, self._playback.playing
         self._playback.clear()
         if self.state in (S.RESPONDING, S.SPECULATING, S.PLAYING_OUT):
             self._go(then)
-        if task is None or task is asyncio.current_task():
-            return
-        if not task.done():
+        stopped = False
+        if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
+            stopped = True
             try:
                 await task
             except asyncio.CancelledError:
                 # The turn's cancellation ends here; ours (the chat closing this task) goes on.
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
+                    self._heard_of_it(played, sent, keep_all, record_interruption)
                     raise
-        elif not was_playing:
+        self._heard_of_it(played, sent, keep_all, record_interruption)
+        if not (stopped or was_playing) or not record_interruption or turn is None or not turn.started_speaking:
             return
-        if record_interruption and turn is not None and turn.started_speaking:
-            self._out.emit(msg.UserInterruption(time_ms=self._out.elapsed_ms()))
-            self._out.record(EventRole.USER, EventType.USER_INTERRUPTION)
+        self._out.emit(msg.UserInterruption(time_ms=self._out.elapsed_ms()))
+        self._out.record(EventRole.USER, EventType.USER_INTERRUPTION)
+
+    def _heard_of_it(self, played_s: float, sent_s: float, keep_all: bool, interrupted: bool) -> None:
+        if keep_all:
+            self.said.keep_all()
+        else:
+            self.said.cut(played_s, sent_s, interrupted=interrupted)
+
+    def settle(self) -> None:
+        """Keep the sentences the listener has heard by now (called on the chat's clock)."""
+        self.said.settle()
 
     async def wait_reply(self) -> None:
         task = self._reply
@@ -210,8 +224,9 @@ class Floor:
             await asyncio.wait({task})
 
     async def close(self) -> None:
+        """The chat ends: what was sent counts as said (the client plays out its goodbye)."""
         self.closed = True
-        await self.cancel(record_interruption=False)
+        await self.cancel(record_interruption=False, keep_all=True)
 
     # --- pause ------------------------------------------------------------------------------
 

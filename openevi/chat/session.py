@@ -188,6 +188,7 @@ class ChatSession:
             conversation=self.conversation,
             tools=self.tools,
             outbound=self.output,
+            said=self.floor.said,
             playback=self.playback,
             clock=self.clock,
             deadlines=Deadlines(llm_s=settings.llm_timeout_s, tool_response_s=settings.tool_response_timeout_s),

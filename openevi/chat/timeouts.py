@@ -44,6 +44,7 @@ class Timeouts:
         started = clock.monotonic()
         while not floor.closed:
             await clock.sleep(POLL_S)
+            floor.settle()
             now = clock.monotonic()
             silent = now - floor.last_activity
             if now - started >= self._limit_s:

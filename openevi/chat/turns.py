@@ -23,6 +23,7 @@ from openevi.chat.clock import Clock
 from openevi.chat.context import Conversation
 from openevi.chat.output import ChatOutput
 from openevi.chat.ports import PhoneCaller, Playback
+from openevi.chat.said import SaidLedger, Sentence
 from openevi.chat.tasks import TaskScope
 from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, ToolSet, web_search
@@ -84,6 +85,7 @@ class TurnContext:
     conversation: Conversation
     tools: ToolSet
     outbound: ChatOutput
+    said: SaidLedger
     playback: Playback
     clock: Clock
     deadlines: Deadlines
@@ -230,6 +232,7 @@ class AssistantTurn:
     async def _run_tools(self, calls: list[ToolCall]) -> bool:
         """Run one round of tool calls; True when the model should continue."""
         s = self.ctx
+        s.said.keep_all()  # the words before the calls: sent, and heard while the tools run
         s.conversation.add_tool_calls(calls)
         try:
             for call in calls:
@@ -362,21 +365,21 @@ class AssistantTurn:
                 s.timings.mark("first_piece")
                 self.started_speaking = True
                 s.outbound.emit(msg.AssistantMessage(id=message_id, text=piece, from_text=self.speak_text is not None))
-                event_id = s.outbound.record(EventRole.AGENT, EventType.AGENT_MESSAGE, piece)
-                s.conversation.add_assistant(piece)
+                sentence = s.said.begin(piece)  # kept (context, history) once heard
                 self.spoken.append(piece)
                 spoken_audio = await self._synthesize(message_id, piece, prerendered)
+                s.said.sent(sentence)
                 if spoken_audio and s.prosody is not None:
                     self._measures.append(
                         s.tasks.spawn(
-                            self._measure(s.prosody, message_id, event_id, spoken_audio, piece),
+                            self._measure(s.prosody, message_id, sentence, spoken_audio, piece),
                             name=f"assistant-prosody-{s.chat.chat_id}",
                         )
                     )
             finally:
                 self._pieces.task_done()
 
-    async def _measure(self, prosody: ProsodyModel, message_id: str, event_id: str, pcm: bytes, text: str) -> None:
+    async def _measure(self, prosody: ProsodyModel, message_id: str, sentence: Sentence, pcm: bytes, text: str) -> None:
         """Score the emotion of the assistant's own speech (assistant_prosody), in the background."""
         s = self.ctx
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
@@ -388,13 +391,14 @@ class AssistantTurn:
             log.exception("chat %s: assistant prosody failed", s.chat.chat_id)
             return
         s.outbound.emit(msg.AssistantProsody(id=message_id, scores=scores))
-        s.outbound.record(
-            EventRole.AGENT,
-            EventType.ASSISTANT_PROSODY,
-            None,
-            emotion_features=json.dumps(msg.wire_scores(scores)),
-            related_event_id=event_id,
-        )
+        features = json.dumps(msg.wire_scores(scores))
+
+        def store(event_id: str) -> None:  # tied to the sentence's AGENT_MESSAGE, once that is stored
+            s.outbound.record(
+                EventRole.AGENT, EventType.ASSISTANT_PROSODY, None, emotion_features=features, related_event_id=event_id
+            )
+
+        s.said.after_stored(sentence, store)
 
     async def _synthesize(self, message_id: str, text: str, prerendered: list[bytes] | None = None) -> bytes:
         """Speak one piece; returns the audio that was sent."""
@@ -430,8 +434,9 @@ class AssistantTurn:
         wait = s.playback.wait_before_next()
         if wait > 0:
             await s.clock.sleep(wait)
-        starts_ms = s.playback.play(len(pcm) / (2 * rate))
+        starts_ms = s.playback.play(len(pcm) / (2 * rate), message_id)
         s.outbound.emit(msg.AudioOutput(id=message_id, index=index, pcm=pcm, rate=rate))
+        s.said.settle()
         if index == 0:
             s.timings.mark("first_audio")
             s.timings.report(s.chat.chat_id)

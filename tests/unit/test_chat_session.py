@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
+from openevi.chat.context import CUT_OFF_NOTE
 from openevi.chat.floor import TRANSITIONS, FloorState
 from openevi.chat.listener import HeardTurn
 from openevi.chat.session import Phase
 from openevi.llm.base import LLMError, TextDelta, ToolCall
 from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
-from tests.support.fakes import HOLD, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
+from tests.support.fakes import HOLD, FakeClock, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
 
 WEATHER = FunctionTool("get_weather", '{"type": "object", "properties": {"city": {"type": "string"}}}')
 
@@ -46,13 +47,13 @@ async def test_a_text_turn_in_order(engine: FakeEngine) -> None:
     # every sentence is scored before the turn ends
     assert len([k for k in shown if k == "assistant_prosody"]) == len(said)
     assert engine.tts.spoken == said
+    await session.close(ChatStatus.USER_ENDED, reason="bye")  # sentences are stored once heard (or at the end)
     history = engine.histories[0]
     assert history.types()[:3] == ["SYSTEM_PROMPT", "USER_MESSAGE", "AGENT_MESSAGE"]
     agent = {e.id for e in history.events if e.type == "AGENT_MESSAGE"}
     scored = {e.related_event_id for e in history.events if e.type == "ASSISTANT_PROSODY"}
     assert len(agent) == len(said) and scored == agent  # each sentence scored, tied to its message
     assert engine.model.requests[0].messages[-1].content == "How is the weather?"
-    await session.close(ChatStatus.USER_ENDED, reason="bye")
 
 
 async def test_a_tool_round_trip(engine: FakeEngine) -> None:
@@ -70,6 +71,7 @@ async def test_a_tool_round_trip(engine: FakeEngine) -> None:
     assert "tool_response" in kinds(after)  # echoed, as the SDK expects
     second = engine.model.requests[1].messages
     assert [m.role for m in second[-3:]] == ["user", "assistant", "tool"] and second[-1].content == "sunny"
+    await session.close(ChatStatus.USER_ENDED)
     history = engine.histories[0]
     turn = [
         t for t in history.types() if t in ("USER_MESSAGE", "FUNCTION_CALL", "FUNCTION_CALL_RESPONSE", "AGENT_MESSAGE")
@@ -330,3 +332,32 @@ async def test_the_floor_moves_only_along_its_table(engine: FakeEngine) -> None:
     assert floor.state is FloorState.IDLE
     assert FloorState.SPECULATING not in TRANSITIONS[FloorState.RESPONDING]
     engine.model.gate.set()
+
+
+async def test_a_barge_in_keeps_only_what_was_heard_and_the_model_knows(tmp_path: Path) -> None:
+    """The context and the history keep what the listener heard: whole sentences, then the words of
+    the one cut off (marked interrupted); the next request is told the answer was cut off."""
+    clock = FakeClock()
+    engine = FakeEngine(tmp_path, clock=clock)  # every piece is sent at once; the clock says what played
+    first, second, third = "One two three four.", "Five six seven eight.", "Nine ten eleven twelve."
+    engine.model.replies += [[TextDelta(f"{first} {second} {third}")], [TextDelta("Sorry, go on.")]]
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "Count for me"})
+    said = [m.text for m in await receive_until(queue, "assistant_end") if isinstance(m, msg.AssistantMessage)]
+    assert said == [first, second, third]  # all sent (60 ms of speech per word), none heard yet
+    assert "AGENT_MESSAGE" not in engine.histories[0].types()
+    await clock.advance(0.24 + 0.13)  # the first sentence, and two words of the second, have played
+    await session.floor.user_speaking(900)  # the user barges in
+    assert "user_interruption" in kinds(await receive_until(queue, "user_interruption"))
+    session.floor.turn_closing()
+    await session.floor.heard(HeardTurn("wait, stop", 0, 900, None, "en"))
+    await receive_until(queue, "assistant_end")
+    request = engine.model.requests[-1]
+    assert [m.content for m in request.messages if m.role == "assistant"] == [f"{first} Five six —"]
+    assert CUT_OFF_NOTE in (request.messages[0].content or "")
+    await session.close(ChatStatus.USER_ENDED)
+    stored = [e for e in engine.histories[0].events if e.type == "AGENT_MESSAGE"]
+    assert [e.message_text for e in stored] == [first, "Five six", "Sorry, go on."]
+    assert [json.loads(e.event_metadata or "{}").get("interrupted") for e in stored] == [None, True, None]
+    scored = {e.related_event_id for e in engine.histories[0].events if e.type == "ASSISTANT_PROSODY"}
+    assert scored <= {e.id for e in stored}  # the unheard sentence's scores are not stored either
