@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -61,6 +62,14 @@ TRANSITIONS: dict[FloorState, frozenset[FloorState]] = {
 }
 
 
+@dataclass(frozen=True)
+class _BargeIn:
+    """Where playback stood when the user barged in (their words, if any, are still being heard)."""
+
+    played_s: float
+    sent_s: float
+
+
 class Floor:
     """The turn-taking of one chat. Calls that change the floor run under the chat's inbound lock."""
 
@@ -93,6 +102,7 @@ class Floor:
         self._reply: asyncio.Task[TurnOutcome] | None = None
         self._reply_turn: AssistantTurn | None = None
         self._held: tuple[asyncio.Event, HeardTurn] | None = None
+        self._barge_in: _BargeIn | None = None  # the answer is suspended until the user's words are known
         self._closing = 0  # spoken turns finished whose words are still being transcribed
         self._typed: list[str] = []  # typed turns waiting for an earlier-finished spoken turn's answer
         self._typed_task: asyncio.Task[None] | None = None
@@ -138,6 +148,7 @@ class Floor:
         pending_user: Message | None = None,
         hold: asyncio.Event | None = None,
         nudge: bool = False,
+        from_text: bool | None = None,
     ) -> None:
         """Start an assistant turn: speak `speak` verbatim, or generate (guided by `instruction`).
 
@@ -149,7 +160,12 @@ class Floor:
             return
         self._nudging = nudge
         turn = AssistantTurn(
-            self._context(), speak=speak, instruction=instruction, pending_user=pending_user, hold=hold
+            self._context(),
+            speak=speak,
+            instruction=instruction,
+            pending_user=pending_user,
+            hold=hold,
+            from_text=from_text,
         )
         self._reply_turn = turn
         self._go(S.SPECULATING if hold is not None else S.RESPONDING)
@@ -186,6 +202,17 @@ class Floor:
         self._held = None  # a speculative answer dies with its turn
         # Audio already sent may still be playing on the client: stopping it is an interruption too.
         played, sent, was_playing = self._playback.played_s(), self._playback.sent_s, self._playback.playing
+        interrupted = record_interruption
+        if (barge_in := self._barge_in) is not None:
+            # Stopped (and the user_interruption sent) at the barge-in: what was heard then is kept.
+            self._barge_in = None
+            played, sent, was_playing, record_interruption, interrupted = (
+                barge_in.played_s,
+                barge_in.sent_s,
+                False,
+                False,
+                True,
+            )
         self._playback.clear()
         if self.state in (S.RESPONDING, S.SPECULATING, S.PLAYING_OUT):
             self._go(then)
@@ -199,11 +226,13 @@ class Floor:
                 # The turn's cancellation ends here; ours (the chat closing this task) goes on.
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
-                    self._heard_of_it(played, sent, keep_all, record_interruption)
+                    self._heard_of_it(played, sent, keep_all, interrupted)
                     raise
-        self._heard_of_it(played, sent, keep_all, record_interruption)
-        if not (stopped or was_playing) or not record_interruption or turn is None or not turn.started_speaking:
-            return
+        self._heard_of_it(played, sent, keep_all, interrupted)
+        if (stopped or was_playing) and record_interruption and turn is not None and turn.started_speaking:
+            self._tell_interruption()
+
+    def _tell_interruption(self) -> None:
         self._out.emit(msg.UserInterruption(time_ms=self._out.elapsed_ms()))
         self._out.record(EventRole.USER, EventType.USER_INTERRUPTION)
 
@@ -328,7 +357,35 @@ class Floor:
         """The user has spoken for at least min_interruption_ms in this turn: barge in if we talk."""
         self.touch()
         if self.speaking:
-            await self.cancel(record_interruption=True, then=S.USER_SPEAKING)
+            self._suspend()
+
+    def _suspend(self) -> None:
+        """Barge-in: the answer stops at once (`user_interruption`), but it is dropped only once the
+        user's words are heard; a barge-in that holds none (a cough, a door) resumes it where the
+        listener stopped hearing it (`heard_nothing`)."""
+        turn, task = self._reply_turn, self._reply
+        self._barge_in = _BargeIn(self._playback.played_s(), self._playback.sent_s)
+        self._playback.clear()
+        self._go(S.USER_SPEAKING)
+        if turn is not None and task is not None and not task.done():
+            turn.suspend()
+        if turn is not None and turn.started_speaking:
+            self._tell_interruption()
+
+    async def _resume(self) -> None:
+        """The barge-in held no words: the answer goes on from the first word the listener missed."""
+        async with self._inbound:
+            barge_in, self._barge_in = self._barge_in, None
+            if barge_in is None or self.closed:
+                return
+            unheard = self.said.resume_point(barge_in.played_s, barge_in.sent_s)
+            turn, task = self._reply_turn, self._reply
+            if turn is not None and task is not None and not task.done():
+                if self.state is S.USER_SPEAKING:
+                    self._go(S.RESPONDING)
+                turn.resume(unheard)
+            elif unheard and not self.paused:
+                await self.reply(speak=" ".join(unheard), from_text=False)
 
     async def heard_early(self, heard: HeardTurn) -> None:
         """Words ready inside the end-of-turn silence: start answering now, silently, until confirmed."""
@@ -351,7 +408,9 @@ class Floor:
         self._closing += 1
 
     def heard_nothing(self) -> None:
-        if self._held is not None:
+        if self._barge_in is not None:
+            self._tasks.spawn(self._resume(), name="resume-answer")
+        elif self._held is not None:
             # Nothing to answer: a held answer (to words the final transcript dropped) goes too.
             self._tasks.spawn(self.cancel(record_interruption=False), name="heard-nothing")
         elif self.state is S.USER_SPEAKING:

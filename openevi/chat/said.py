@@ -76,30 +76,51 @@ class SaidLedger:
     def cut(self, played_s: float, sent_s: float, *, interrupted: bool) -> None:
         """Playback stopped at `played_s` (of `sent_s` sent): keep what was heard, drop the rest. When
         the user `interrupted` (not a pause or a replaced answer), the next request is told."""
+        heard, _ = self._split(played_s, sent_s)
+        if heard is None:
+            return
+        self._keep(*heard)
+        self._conversation.cut_off = interrupted
+
+    def resume_point(self, played_s: float, sent_s: float) -> list[str]:
+        """Playback stopped at `played_s` and is to go on (the barge-in held no words): keep what was
+        heard; returns the words not heard, to be spoken again (the rest of the sentence, the next ones)."""
+        heard, unheard = self._split(played_s, sent_s)
+        if heard is not None:
+            self._keep(*heard, interrupted=False)
+        return unheard
+
+    def _split(self, played_s: float, sent_s: float) -> tuple[tuple[Sentence, str] | None, list[str]]:
+        """Keep the sentences heard in full; the one being played splits into its heard words (with
+        the sentence, or None when nothing is pending) and the texts not heard."""
         while self._pending and self._pending[0].ends_s <= played_s + 1e-6:
             self._keep(self._pending.pop(0), None)
         if not self._pending:
-            return
-        current, self._pending = self._pending[0], []
+            return None, []
+        current, later = self._pending[0], self._pending[1:]
+        self._pending = []
         words = current.text.split()
         # A sentence still being synthesized has the length of what was sent of it so far.
         span = min(current.ends_s, sent_s) - current.starts_s
         heard = max(0.0, played_s - current.starts_s)
         # Words are spread evenly over the sentence's audio: a word counts once its share has played.
         count = min(len(words), int(len(words) * heard / span)) if span > 0 else 0
-        if count:
-            self._keep(current, " ".join(words[:count]))
-        self._conversation.cut_off = interrupted
+        rest = " ".join(words[count:])
+        return (current, " ".join(words[:count])), [t for t in [rest, *(s.text for s in later)] if t]
 
-    def _keep(self, sentence: Sentence, cut_text: str | None) -> None:
+    def _keep(self, sentence: Sentence, cut_text: str | None, *, interrupted: bool = True) -> None:
+        """Store and add to the context the sentence (or only `cut_text`, its words heard)."""
+        if cut_text == "":
+            return
         text = sentence.text if cut_text is None else cut_text
+        marked = cut_text is not None and interrupted
         sentence.event_id = self._out.record(
             EventRole.AGENT,
             EventType.AGENT_MESSAGE,
             text,
-            metadata=json.dumps({"interrupted": True}) if cut_text is not None else None,
+            metadata=json.dumps({"interrupted": True}) if marked else None,
         )
-        self._conversation.add_assistant(text if cut_text is None else text + CUT_MARK)
+        self._conversation.add_assistant(text + CUT_MARK if marked else text)
         for record in sentence.then:
             record(sentence.event_id)
         sentence.then.clear()

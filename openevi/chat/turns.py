@@ -110,9 +110,13 @@ class AssistantTurn:
         instruction: str | None,
         pending_user: Message | None = None,
         hold: asyncio.Event | None = None,
+        from_text: bool | None = None,
     ) -> None:
+        """`from_text`: how its assistant_messages are flagged (default: whether `speak` is given, as
+        for an assistant_input)."""
         self.ctx = ctx
         self.speak_text = speak
+        self.from_text = speak is not None if from_text is None else from_text
         self.instruction = instruction
         # A speculative turn: generated for a user message not yet confirmed, and silent until `hold`
         # is set (the end of the user's turn is confirmed); cancelled if the user speaks on.
@@ -124,6 +128,9 @@ class AssistantTurn:
         self._measures: list[asyncio.Task[None]] = []
         self.outcome = TurnOutcome()
         self._speaker: asyncio.Task[None] | None = None
+        self._go_on = asyncio.Event()  # cleared while a barge-in is being checked for words
+        self._go_on.set()
+        self._set_aside: list[str | None] = []
 
     async def run(self) -> TurnOutcome:
         # The speaker's failure surfaces here (awaited below), so the chat's scope need not log it.
@@ -347,12 +354,40 @@ class AssistantTurn:
 
     # --- speaking ---------------------------------------------------------------------------
 
+    # --- barge-in without words -------------------------------------------------------------
+
+    def suspend(self) -> None:
+        """The user barged in: stop speaking at once (the sentence being sent is dropped mid-way);
+        generation goes on into the queue, and no tool runs, until `resume` or cancellation."""
+        self._go_on.clear()
+
+    def resume(self, unheard: list[str]) -> None:
+        """The barge-in held no words: speak `unheard` (what the listener missed), then go on."""
+        queued = [*self._set_aside]
+        self._set_aside.clear()
+        while not self._pieces.empty():
+            queued.append(self._pieces.get_nowait())
+            self._pieces.task_done()
+        for piece in [*unheard, *queued]:
+            self._pieces.put_nowait(piece)
+        self._go_on.set()
+
+    @property
+    def suspended(self) -> bool:
+        return not self._go_on.is_set()
+
+    # --- speaking ---------------------------------------------------------------------------
+
     async def _speak_pieces(self) -> None:
         s = self.ctx
         tts = s.tts
         while True:
+            await self._go_on.wait()
             piece = await self._pieces.get()
             try:
+                if self.suspended:
+                    self._set_aside.append(piece)  # came while suspended: it goes back in order
+                    continue
                 if piece is None:
                     return
                 prerendered: list[bytes] | None = None
@@ -364,10 +399,12 @@ class AssistantTurn:
                 message_id = str(uuid.uuid4())
                 s.timings.mark("first_piece")
                 self.started_speaking = True
-                s.outbound.emit(msg.AssistantMessage(id=message_id, text=piece, from_text=self.speak_text is not None))
+                s.outbound.emit(msg.AssistantMessage(id=message_id, text=piece, from_text=self.from_text))
                 sentence = s.said.begin(piece)  # kept (context, history) once heard
                 self.spoken.append(piece)
                 spoken_audio = await self._synthesize(message_id, piece, prerendered)
+                if self.suspended:
+                    continue  # cut off mid-sentence: what was not heard of it is spoken again on resume
                 s.said.sent(sentence)
                 if spoken_audio and s.prosody is not None:
                     self._measures.append(
@@ -417,10 +454,12 @@ class AssistantTurn:
                     pending += pcm
                     while len(pending) >= piece_bytes:
                         chunk, pending = pending[:piece_bytes], pending[piece_bytes:]
+                        if self.suspended:
+                            return b"".join(sent)
                         await self._send_audio(message_id, index, chunk, rate)
                         sent.append(chunk)
                         index += 1
-            if pending:
+            if pending and not self.suspended:
                 await self._send_audio(message_id, index, pending, rate)
                 sent.append(pending)
         except TTSError as exc:
@@ -434,6 +473,8 @@ class AssistantTurn:
         wait = s.playback.wait_before_next()
         if wait > 0:
             await s.clock.sleep(wait)
+        if self.suspended:
+            return  # a barge-in came while this piece waited: it is not sent
         starts_ms = s.playback.play(len(pcm) / (2 * rate), message_id)
         s.outbound.emit(msg.AudioOutput(id=message_id, index=index, pcm=pcm, rate=rate))
         s.said.settle()

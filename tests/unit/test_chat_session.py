@@ -17,7 +17,7 @@ from openevi.chat.session import Phase
 from openevi.llm.base import LLMError, TextDelta, ToolCall
 from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
-from tests.support.fakes import HOLD, FakeClock, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
+from tests.support.fakes import HOLD, FakeClock, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until, settle
 
 WEATHER = FunctionTool("get_weather", '{"type": "object", "properties": {"city": {"type": "string"}}}')
 
@@ -328,8 +328,9 @@ async def test_the_floor_moves_only_along_its_table(engine: FakeEngine) -> None:
     await floor.user_speaking(900)  # barge-in
     assert floor.state is FloorState.USER_SPEAKING and not session.speaking
     assert "user_interruption" in kinds(await receive_until(queue, "user_interruption"))
-    floor.heard_nothing()  # it held no words
-    assert floor.state is FloorState.IDLE
+    floor.heard_nothing()  # it held no words: the answer goes on
+    await receive_until(queue, "assistant_message")
+    assert floor.state is FloorState.RESPONDING
     assert FloorState.SPECULATING not in TRANSITIONS[FloorState.RESPONDING]
     engine.model.gate.set()
 
@@ -361,3 +362,54 @@ async def test_a_barge_in_keeps_only_what_was_heard_and_the_model_knows(tmp_path
     assert [json.loads(e.event_metadata or "{}").get("interrupted") for e in stored] == [None, True, None]
     scored = {e.related_event_id for e in engine.histories[0].events if e.type == "ASSISTANT_PROSODY"}
     assert scored <= {e.id for e in stored}  # the unheard sentence's scores are not stored either
+
+
+async def test_a_barge_in_without_words_resumes_the_answer_where_it_stopped(tmp_path: Path) -> None:
+    """A cough over the assistant: it stops at once (user_interruption), and when the listener hears
+    no words in it, the answer goes on from the first word that was not heard — nothing is lost."""
+    clock = FakeClock()
+    engine = FakeEngine(tmp_path, clock=clock)
+    engine.model.replies.append([TextDelta("One two three four. "), HOLD, TextDelta("Five six seven eight.")])
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "Count for me"})
+    await receive_until(queue, "audio_output")
+    await clock.advance(0.13)  # "One two" (60 ms a word) has played
+    await session.floor.user_speaking(900)  # a noise long enough to barge in
+    assert "user_interruption" in kinds(await receive_until(queue, "user_interruption"))
+    engine.model.gate.set()  # the model goes on writing meanwhile; nothing is spoken
+    await settle()
+    assert all(m is not None and m.type != "assistant_message" for m in drain(queue))
+    session.floor.turn_closing()
+    session.floor.heard_nothing()  # the recognizer heard no words in it
+    resumed = await receive_until(queue, "assistant_end")
+    assert [m.text for m in resumed if isinstance(m, msg.AssistantMessage)] == ["three four.", "Five six seven eight."]
+    await session.close(ChatStatus.USER_ENDED)
+    stored = [e.message_text for e in engine.histories[0].events if e.type == "AGENT_MESSAGE"]
+    assert stored == ["One two", "three four.", "Five six seven eight."]
+    assert not session.conversation.cut_off
+
+
+async def test_a_finished_answer_still_playing_resumes_after_a_barge_in_without_words(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = FakeEngine(tmp_path, clock=clock)
+    engine.model.replies.append([TextDelta("One two three four.")])
+    session, queue = await started(engine)
+    await session.handle({"type": "user_input", "text": "Count for me"})
+    await receive_until(queue, "assistant_end")  # all sent; the client is still playing it
+    await clock.advance(0.13)
+    await session.floor.user_speaking(900)
+    await receive_until(queue, "user_interruption")
+    session.floor.turn_closing()
+    session.floor.heard_nothing()
+    resumed = await receive_until(queue, "assistant_end")
+    said = [m for m in resumed if isinstance(m, msg.AssistantMessage)]
+    assert [(m.text, m.from_text) for m in said] == [("three four.", False)]
+    assert len(engine.model.requests) == 1  # spoken again as it was, not asked again
+
+
+def drain(queue: asyncio.Queue[msg.ServerMessage | None]) -> list[msg.ServerMessage | None]:
+    """What is waiting in a subscribed queue now."""
+    waiting = []
+    while not queue.empty():
+        waiting.append(queue.get_nowait())
+    return waiting
