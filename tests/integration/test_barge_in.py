@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,13 @@ def tolerant_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) 
     proc.stop()
 
 
+async def story_playing(socket: Any) -> list[Any]:
+    """Audio settings, then a long story asked for; its messages until the first audio_output."""
+    await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+    await socket.send_publish(UserInput(text="Tell me a long story."))
+    return await recv_until(socket, "audio_output", limit_s=30)
+
+
 async def test_a_backchannel_does_not_stop_the_answer(tolerant_server: ServerProcess, llm: ScriptedLLM) -> None:
     llm.script(Reply(LONG_REPLY, chunk_words=3, when="story"))
     config_id = await make_config(tolerant_server, interruption={"min_interruption_ms": 800})
@@ -40,9 +48,7 @@ async def test_a_backchannel_does_not_stop_the_answer(tolerant_server: ServerPro
     asked = len(llm.requests)
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
         metadata = await socket.recv()
-        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
-        await socket.send_publish(UserInput(text="Tell me a long story."))
-        messages = await recv_until(socket, "audio_output", limit_s=30)
+        messages = await story_playing(socket)
         nod = np.concatenate([speak("okay"), silence(1.5)])
         sender = asyncio.create_task(stream(socket, linear16(nod), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05))
         messages += await recv_until(socket, "user_message", limit_s=30)
@@ -77,9 +83,7 @@ async def test_a_barge_in_by_a_sound_without_words_resumes_the_answer(
     client = client_for(tolerant_server)
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
         metadata = await socket.recv()
-        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
-        await socket.send_publish(UserInput(text="Tell me a long story."))
-        messages = await recv_until(socket, "audio_output", limit_s=30)
+        messages = await story_playing(socket)
         noise = np.concatenate([packaged_sound("service-login.oga"), silence(1.5)])
         sender = asyncio.create_task(
             stream(socket, linear16(noise), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
