@@ -290,8 +290,11 @@ class Floor:
         emotions: dict[str, float] | None = None,
         language: str | None = None,
     ) -> None:
-        """A finished user turn (typed, or transcribed speech): show it, store it, answer it."""
-        await self.cancel(record_interruption=True)
+        """A finished user turn (typed, or transcribed speech): show it, store it, answer it.
+
+        A typed turn keeps what was sent of the answer it interrupts as said (the client shows each
+        assistant_message's text as it comes); a spoken one keeps what the listener heard."""
+        await self.cancel(record_interruption=True, keep_all=from_text)
         self._show(text, from_text=from_text, begin_ms=begin_ms, end_ms=end_ms, emotions=emotions, language=language)
         if self.paused:
             self.unanswered = True

@@ -181,13 +181,8 @@ async def test_user_input_interrupts_the_assistant(chat_server: ServerProcess, l
     assert said[-1] == "Stopped." and "Eight." not in said
     request = llm.requests[-1]
     assert request.last_user_message == "stop please"
-    # The context keeps only what the user heard of the count (little or nothing: they typed at
-    # once), and the model is told its answer was cut off.
     counted = [m["content"] for m in request.messages if m["role"] == "assistant"]
-    count = "One. Two. Three. Four. Five. Six. Seven. Eight."
-    assert len(counted) <= 1 and all(count.startswith(c.removesuffix(" —")) for c in counted), counted
-    assert "Eight." not in " ".join(counted)
-    assert "interrupted your last answer" in request.messages[0]["content"]
+    assert len(counted) == 1 and counted[0].startswith("One.") and "Eight." not in counted[0]
 
     _, events = await history(client, metadata.chat_id)
     types = types_of(events)
