@@ -76,7 +76,7 @@ class Floor:
     def __init__(
         self,
         *,
-        turn_context: Callable[[], TurnContext],
+        turn_context: Callable[[SaidLedger, TurnTimings], TurnContext],
         conversation: Conversation,
         output: ChatOutput,
         playback: Playback,
@@ -160,7 +160,7 @@ class Floor:
             return
         self._nudging = nudge
         turn = AssistantTurn(
-            self._context(),
+            self._context(self.said, self.timings),
             speak=speak,
             instruction=instruction,
             pending_user=pending_user,

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from openevi.audio.recorder import ChatRecorder
 from openevi.chat.config import ChatConfig
 from openevi.chat.context import CONTEXT_EVENT_TYPES, DEFAULT_SYSTEM_PROMPT, Conversation, rebuild_history
+from openevi.chat.ear import Ear
 from openevi.chat.floor import Floor
 from openevi.chat.limits import ChatLimits
-from openevi.chat.listener import Listener
 from openevi.chat.output import ChatOutput
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.ports import ChatEnd, ChatHistory, PhoneCaller, Playback
@@ -30,13 +30,12 @@ from openevi.chat.runtime import ChatRuntime
 from openevi.chat.tasks import TaskScope
 from openevi.chat.timeouts import Timeouts
 from openevi.chat.tools import ToolSet
-from openevi.chat.turns import ChatIdentity, Deadlines, TurnContext
-from openevi.llm.base import LanguageModel
+from openevi.chat.turn_setup import TurnSetup
+from openevi.chat.turns import ChatIdentity
 from openevi.llm.registry import is_custom_language_model
 from openevi.schemas import messages as msg
 from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
-from openevi.speech.voices import Voice, resolve_voice
 from openevi.store.db import now_ms
 
 log = logging.getLogger("openevi.chat.session")
@@ -90,14 +89,7 @@ class ChatSession:
         self.request_id = uuid.uuid4().hex
         self.limits = ChatLimits(runtime.settings)
         self.output = ChatOutput(history=history, limits=self.limits, request_id=self.request_id, started_ms=started_ms)
-        self.language_model_api_key: str | None = None
-        self.audio_format: p.AudioConfiguration | None = None
         self.metadata: dict[str, Any] | None = None
-        configured = config.voice or {}
-        # Never fails: Hume Voice Library and custom voices are spoken by a mapped local voice.
-        self.voice: Voice = resolve_voice(
-            voice_id=configured.get("id"), name=configured.get("name"), provider=configured.get("provider")
-        )
         custom_model = is_custom_language_model(config.language_model, runtime.settings)
         # A custom language model writes its own words: no openevi prompt of ours, and (unless the
         # operator opts in) only confirmed turns, never a speculative request it would bill or log.
@@ -112,18 +104,25 @@ class ChatSession:
         self.clock = runtime.clock
         # Every task of the chat (turn, timers, scoring, listening) belongs here; close() ends them all.
         self.tasks = TaskScope(f"chat {chat_id}")
-        self._llm: LanguageModel | None = None
-        self.pending_tools: dict[str, asyncio.Future[p.ToolResponse | p.ToolError]] = {}
         self.playback: Playback = PlaybackClock(lead_s=runtime.settings.audio_lead_ms / 1000, clock=self.clock)
         self.recorder: ChatRecorder | None = None
-        self.listener: Listener | None = None
         self.closed = asyncio.Event()
         self._ending: asyncio.Task[None] | None = None
         # How the chat's sockets are closed when it ends (revocation closes with a policy code).
         self.close_code = 1000
         self.close_reason = ""
+        self.turns = TurnSetup(
+            runtime=runtime,
+            config=config,
+            chat=ChatIdentity(chat_id, chat_group_id, config.id, tuple(config.webhooks), phone_caller),
+            conversation=self.conversation,
+            tools=self.tools,
+            output=self.output,
+            playback=self.playback,
+            tasks=self.tasks,
+        )
         self.floor = Floor(
-            turn_context=self._turn_context,
+            turn_context=self.turns.context,
             conversation=self.conversation,
             output=self.output,
             playback=self.playback,
@@ -133,6 +132,15 @@ class ChatSession:
             backchannel_tolerance=runtime.settings.backchannel_tolerance,
             on_hang_up=lambda: self.close(ChatStatus.USER_ENDED, reason="hang_up"),
             user_audio=lambda samples, at_ms: self.recorder.user_audio(samples, at_ms=at_ms) if self.recorder else None,
+        )
+        self.ear = Ear(
+            runtime=runtime,
+            config=config,
+            floor=self.floor,
+            output=self.output,
+            tasks=self.tasks,
+            verbose=verbose_transcription,
+            speculate=self.speculate,
         )
 
     # --- state ------------------------------------------------------------------------------
@@ -172,37 +180,6 @@ class ChatSession:
     def emit_error(self, code: tuple[str, str], message: str) -> None:
         self.output.emit_error(code, message)
 
-    def language_model(self) -> LanguageModel:
-        if self._llm is None:
-            self._llm = self.runtime.language_model(self.config.language_model, self.language_model_api_key)
-        return self._llm
-
-    def _turn_context(self) -> TurnContext:
-        """What the next assistant turn works with (the voice, tools and key of this moment)."""
-        settings = self.runtime.settings
-        return TurnContext(
-            llm=self.language_model,
-            temperature=self.config.temperature,
-            tts=self.runtime.tts,
-            voice=self.voice,
-            conversation=self.conversation,
-            tools=self.tools,
-            outbound=self.output,
-            said=self.floor.said,
-            playback=self.playback,
-            clock=self.clock,
-            deadlines=Deadlines(llm_s=settings.llm_timeout_s, tool_response_s=settings.tool_response_timeout_s),
-            tasks=self.tasks,
-            timings=self.floor.timings,
-            chat=ChatIdentity(
-                self.chat_id, self.chat_group_id, self.config.id, tuple(self.config.webhooks), self.phone_caller
-            ),
-            prosody=self.runtime.prosody,
-            recorder=self.recorder,
-            web_search_url=settings.web_search_url,
-            pending_tools=self.pending_tools,
-        )
-
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self, *, resumed: bool, session_settings: dict[str, Any] | None) -> None:
@@ -211,7 +188,7 @@ class ChatSession:
             return  # closed before it began (its key was revoked while the socket was accepted)
         self._enter(Phase.STARTING)
         self.history.start()
-        self.recorder = ChatRecorder(
+        self.recorder = self.turns.recorder = ChatRecorder(
             self.runtime.settings.data_dir / "recordings" / self.chat_id,
             assistant_rate=self.runtime.tts.sample_rate,
             on_finished=self.runtime.on_recording_finished,
@@ -296,7 +273,7 @@ class ChatSession:
 
     async def _end(self, status: ChatStatus, reason: str) -> None:
         await self.floor.close()
-        for future in self.pending_tools.values():
+        for future in self.turns.pending_tools.values():
             future.cancel()
         # Every other task of the chat is cancelled and awaited (the caller may be one of them).
         await self.tasks.aclose()
@@ -317,13 +294,11 @@ class ChatSession:
                 caller=self.phone_caller,
             )
         )
-        if self.listener is not None:
-            await self.listener.aclose()
+        await self.ear.aclose()
         if self.recorder is not None:
             self.recorder.close()
         await self.history.close()
-        if self._llm is not None:
-            await self._llm.aclose()
+        await self.turns.aclose()
         self.output.stream.close()
 
     # --- inbound ----------------------------------------------------------------------------
@@ -349,9 +324,7 @@ class ChatSession:
                     return
                 self.output.custom_session_id = custom_session_id
             try:
-                listener = self.listener or self._start_listening()
-                if listener is not None:
-                    await listener.push(raw)
+                await self.ear.hear(raw)
             except Exception:
                 log.exception("chat %s: error handling binary audio", self.chat_id)
                 self.emit_error(msg.E_INTERNAL, "Internal error while handling audio")
@@ -392,7 +365,7 @@ class ChatSession:
             case p.SessionSettings():
                 self._apply_settings(message)
             case p.ToolResponse() | p.ToolError():
-                future = self.pending_tools.get(message.tool_call_id)
+                future = self.turns.pending_tools.get(message.tool_call_id)
                 if future is None or future.done():
                     self.emit_error(msg.E_TOOL, f"No pending tool call with id {message.tool_call_id!r}")
                 else:
@@ -413,15 +386,11 @@ class ChatSession:
         if "tools" in fields or "builtin_tools" in fields:
             self.tools.apply_settings(s)
         if "language_model_api_key" in fields:
-            self.language_model_api_key = s.language_model_api_key
-            self._llm = None  # the next turn uses the new key
+            self.turns.use_api_key(s.language_model_api_key)
         if "voice_id" in fields and s.voice_id:
-            # Any id a Hume app could send (Voice Library, custom voice) is accepted; a name works too.
-            self.voice = resolve_voice(voice_id=s.voice_id, name=s.voice_id)
+            self.turns.use_voice(s.voice_id)
         if "audio" in fields:
-            self.audio_format = s.audio
-            if self.listener is not None and s.audio is not None:
-                self.listener.configure_pcm(s.audio.sample_rate, s.audio.channels)
+            self.ear.configure(s.audio)
         if "metadata" in fields:
             self.metadata = s.metadata
         if s.custom_session_id is not None:
@@ -431,26 +400,3 @@ class ChatSession:
         if "system_prompt" in fields or "variables" in fields:
             self.output.record(EventRole.SYSTEM, EventType.SYSTEM_PROMPT, self.conversation.system_prompt)
         self.emit(msg.SessionSettingsApplied(settings=shown))
-
-    def _start_listening(self) -> Listener | None:
-        """The first audio_input: build this chat's ear (the models are shared and already loaded)."""
-        rt = self.runtime
-        if rt.vad is None or rt.asr is None:
-            self.emit_error(msg.E_INVALID_AUDIO, "Voice input is not available on this server (see its log)")
-            return None
-        self.floor.offset_ms = self.output.elapsed_ms()
-        self.listener = Listener(
-            vad=rt.vad,
-            asr=rt.asr,
-            prosody=rt.prosody,
-            turn_detection=self.config.turn_detection,
-            min_interruption_ms=self.config.min_interruption_ms,
-            verbose=self.verbose_transcription,
-            events=self.floor,
-            speculate=self.speculate,
-            tasks=self.tasks,
-            clock=self.clock,
-        )
-        if self.audio_format is not None:
-            self.listener.configure_pcm(self.audio_format.sample_rate, self.audio_format.channels)
-        return self.listener

@@ -77,7 +77,7 @@ async def test_messages_queued_behind_a_handler_are_dropped_once_the_chat_ends(t
     await asyncio.gather(text, audio)
     recorded_after_end = history.types()[history.types().index("SYSTEM_PROMPT") + 1 :]
     assert "USER_MESSAGE" not in recorded_after_end
-    assert session.listener is None  # no ear (and no decoder thread) built for a chat that is over
+    assert session.ear.listener is None  # no ear (and no decoder thread) built for a chat that is over
     assert drained(queue) == ["end"]
 
 
