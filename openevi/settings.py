@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     backchannel_tolerance: bool = Field(
         default=False, description="Short 'mm-hmm'/'yeah' turns while the assistant talks do not stop it."
     )
+    # A custom language model bills, logs or keeps state per request: by default it is asked only once
+    # the user's turn is confirmed (no speculative requests inside the end-of-turn silence).
+    clm_speculation: bool = Field(
+        default=False, description="Speculative requests to CUSTOM_LANGUAGE_MODEL endpoints too (faster, more calls)."
+    )
     instance_id: str | None = Field(default=None, description="Name of this instance (default: random).")
     # Several instances (openevi/bus/redis.py, openevi/chat/instances.py; docs/deploy.md): with a Redis
     # URL, live chats are reachable from every instance (control plane, observers) and an instance that

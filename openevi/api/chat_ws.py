@@ -22,9 +22,9 @@ from openevi.api.errors import ApiError, error_body
 from openevi.api.quotas import ChatAdmission
 from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
-from openevi.chat import messages as msg
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
+from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
 from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, audio_input, is_audio, parse_frame
@@ -194,7 +194,7 @@ def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[msg.Ser
             slug=AUDIO_NOT_ALLOWED.code[1],
             message=AUDIO_NOT_ALLOWED.message,
             request_id=session.request_id,
-            custom_session_id=session.custom_session_id,
+            custom_session_id=session.output.custom_session_id,
         )
     )
 

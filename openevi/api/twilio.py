@@ -255,7 +255,7 @@ async def media_stream(websocket: WebSocket) -> None:
         await _close(websocket, 1008)
         return
     session = opened.session
-    session.audio_format = AudioConfiguration(encoding="linear16", sample_rate=PHONE_RATE, channels=1)
+    session.ear.configure(AudioConfiguration(encoding="linear16", sample_rate=PHONE_RATE, channels=1))
 
     async def send(message: dict[str, Any]) -> None:
         await websocket.send_text(json.dumps(message, separators=(",", ":")))

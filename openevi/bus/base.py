@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from openevi.chat.messages import ServerMessage
+from openevi.schemas.messages import ServerMessage
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 OutboundQueue = asyncio.Queue[ServerMessage | None]

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openevi.chat.expressions import expression_suffix, snake_name
-from openevi.chat.messages import wire_scores
 from openevi.llm.base import Message, ToolCall
+from openevi.schemas import protocol as p
+from openevi.schemas.messages import wire_scores
 
 if TYPE_CHECKING:
     from openevi.chat.ports import PastEvent
@@ -22,6 +23,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "or ask what would help. Answer questions directly and truthfully; if you don't know, say so. Kindly "
     "refuse anything dangerous, illegal or hurtful in one sentence. Words in curly braces after the "
     "user's words describe their tone of voice; match your tone to it and do not mention it."
+)
+CUT_OFF_NOTE = (
+    "The user interrupted your last answer: they heard it only as far as the conversation shows "
+    "(a sentence ending in — was cut off mid-way). Do not assume they heard the rest."
 )
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
@@ -48,17 +53,32 @@ class Conversation:
     """History plus the settings that shape what the model is sent."""
 
     base_prompt: str | None = None
+    default_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """Used when neither the config nor the session gives a prompt (None for a custom language model,
+    which writes its own words: it gets no system message then)."""
     system_prompt_override: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     persistent_context: str | None = None
     temporary_context: str | None = None
     history: list[Message] = field(default_factory=list)
     max_history: int = 200
+    cut_off: bool = False
+    """The assistant's last answer was interrupted: the next request says so (until it speaks again)."""
 
     @property
     def system_prompt(self) -> str:
-        prompt = self.system_prompt_override or self.base_prompt or DEFAULT_SYSTEM_PROMPT
+        prompt = self.system_prompt_override or self.base_prompt or self.default_prompt or ""
         return fill_variables(prompt, self.variables)
+
+    def apply_settings(self, s: p.SessionSettings) -> None:
+        """The prompt, variables and context a session_settings message sets."""
+        fields = s.model_fields_set
+        if "system_prompt" in fields:
+            self.system_prompt_override = s.system_prompt
+        if "variables" in fields and s.variables is not None:
+            self.variables.update(s.variables)
+        if "context" in fields:
+            self.set_context(s.context.text if s.context else None, s.context.type if s.context else None)
 
     def set_context(self, text: str | None, kind: str | None) -> None:
         if text is None:
@@ -91,6 +111,7 @@ class Conversation:
     def add_assistant(self, text: str) -> None:
         if not text.strip():
             return
+        self.cut_off = False
         last = self.history[-1] if self.history else None
         if last is not None and last.role == "assistant" and not last.tool_calls:
             self.history[-1] = Message(role="assistant", content=f"{last.content} {text}".strip())
@@ -110,8 +131,9 @@ class Conversation:
 
     def messages(self, *, extra_system: str | None = None) -> list[Message]:
         """What to send the model now."""
-        system = self.system_prompt if extra_system is None else f"{self.system_prompt}\n\n{extra_system}"
-        return [Message(role="system", content=system), *self.history]
+        note = CUT_OFF_NOTE if self.cut_off else None
+        system = "\n\n".join(part for part in (self.system_prompt, extra_system, note) if part)
+        return [Message(role="system", content=system), *self.history] if system else list(self.history)
 
     def _append(self, message: Message) -> None:
         self.history.append(message)

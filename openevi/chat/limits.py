@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openevi.chat import messages as msg
 from openevi.chat.context import _VARIABLE, Conversation
+from openevi.schemas import messages as msg
 from openevi.schemas import protocol as p
 from openevi.settings import Settings
 from openevi.store.usage import event_bytes, text_bytes

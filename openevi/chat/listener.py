@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from openevi.audio.decode import AudioDecoder, DecodeError
+from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.config import TurnDetection
 from openevi.chat.tasks import TaskScope
 from openevi.chat.turn_detection import (
@@ -35,6 +36,11 @@ log = logging.getLogger("openevi.chat.listener")
 
 # Interim transcripts (verbose_transcription) are refreshed at most this often while the user speaks.
 INTERIM_EVERY_MS = 1000
+
+# Audio that stops arriving is silence (a muted or push-to-talk client, Hume's SDK muting its
+# microphone while the assistant plays). Once the stream is this far behind its own real-time playout,
+# the missing time is counted as quiet frames, so a turn ends on the clock, not only on audio.
+STALL_S = 0.25
 
 
 # Words that acknowledge without taking the floor (OPENEVI_BACKCHANNEL_TOLERANCE).
@@ -64,6 +70,44 @@ class HeardTurn:
     """The user spoke long enough (min_interruption_ms) to take the floor during this turn."""
 
 
+class ListenerEvents(Protocol):
+    """What the listener tells the engine, in the order it happens. Times are ms of the user's audio
+    since the listener started."""
+
+    def speech_started(self) -> None:
+        """The user began to speak (a new turn)."""
+
+    async def user_speaking(self, span_ms: int) -> None:
+        """The user has spoken for min_interruption_ms in this turn: enough to take the floor."""
+
+    async def heard_early(self, heard: HeardTurn) -> None:
+        """Words ready inside the end-of-turn silence, before the end of the turn is certain."""
+
+    async def speech_resumed(self) -> None:
+        """The user spoke again inside the silence window: what was heard early is not the turn."""
+
+    def turn_closing(self) -> None:
+        """The user finished a turn; its words are being transcribed (`heard` or `heard_nothing` follows)."""
+
+    async def heard(self, heard: HeardTurn) -> None:
+        """The final words of the closing turn."""
+
+    def heard_nothing(self) -> None:
+        """The closing turn held no words (a cough, a click) or could not be transcribed."""
+
+    def interim(self, text: str, begin_ms: int, end_ms: int) -> None:
+        """An interim transcript of the turn so far (verbose_transcription)."""
+
+    def error(self, message: str) -> None:
+        """The audio could not be used (undecodable, transcription failed)."""
+
+    def audio(self, samples: np.ndarray, at_ms: int) -> None:
+        """The user's audio, for the chat's recording."""
+
+    def mark(self, stage: str) -> None:
+        """A latency mark of the turn (speech_start, speech_end, asr_done, turn_end …)."""
+
+
 @dataclass
 class _Speculation:
     audio_samples: int
@@ -83,18 +127,15 @@ class Listener:
         turn_detection: TurnDetection,
         min_interruption_ms: int,
         verbose: bool,
-        on_turn: Callable[[HeardTurn], Awaitable[None]],
-        on_speech: Callable[[int], Awaitable[None]],
-        on_interim: Callable[[str, int, int], None],
-        on_error: Callable[[str], None],
-        on_audio: Callable[[np.ndarray, int], None] | None = None,
-        on_mark: Callable[[str], None] = lambda stage: None,
-        on_early: Callable[[HeardTurn], Awaitable[None]] | None = None,
-        on_resumed: Callable[[], Awaitable[None]] | None = None,
+        events: ListenerEvents,
+        speculate: bool = True,
         tasks: TaskScope | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """`tasks`: the chat's task scope, which then owns (and at the end cancels) the listener's
-        tasks; without one the listener has its own, closed by `aclose`."""
+        """`speculate`: tell `heard_early` (words before the end of the turn is certain). `tasks`: the
+        chat's task scope, which then owns (and at the end cancels) the listener's tasks; without one
+        the listener has its own, closed by `aclose`. `clock`: where the time a silent (stopped)
+        stream is measured on comes from."""
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
         self._frame = vad.frame_samples
@@ -109,14 +150,8 @@ class Listener:
         )
         self._min_interruption_ms = min_interruption_ms
         self._verbose = verbose
-        self._on_turn = on_turn
-        self._on_speech = on_speech
-        self._on_interim = on_interim
-        self._on_error = on_error
-        self._on_audio = on_audio
-        self._mark = on_mark
-        self._on_early = on_early
-        self._on_resumed = on_resumed
+        self._events = events
+        self._speculate_words = speculate
         self._decoder: AudioDecoder | None = None
         self._pending = np.zeros(0, dtype=np.float32)
         self._speculation: _Speculation | None = None
@@ -129,6 +164,12 @@ class Listener:
         self._tasks = tasks if tasks is not None else TaskScope("listener")
         self._onset_ms = 0.0
         self._interrupting = False
+        self._clock: Clock = clock or SystemClock()
+        self._frame_s = self._frame / self.sample_rate
+        self._due = 0.0  # clock time by which the audio received so far has played, in real time
+        self._stalled = False  # the stream stopped: missing time is being counted as silence
+        self._feeding = asyncio.Lock()  # frames from the socket and stall silence, one at a time
+        self._stall_watch: asyncio.Task[None] | None = None
 
     def configure_pcm(self, sample_rate: int, channels: int) -> None:
         """session_settings.audio: raw linear16 at this rate (a new decoder from the next chunk on)."""
@@ -149,32 +190,65 @@ class Listener:
         try:
             samples = await self._decoder.push_async(data)
         except DecodeError as exc:
-            self._on_error(str(exc))
+            self._events.error(str(exc))
             self._replace_decoder(None)  # the next chunk may start a valid stream again
             return
-        await self._feed(samples)
-
-    async def _feed(self, samples: np.ndarray) -> None:
         if samples.size == 0:
             return
-        if self._on_audio is not None:
-            self._on_audio(samples, self._samples_in * 1000 // self.sample_rate)
+        async with self._feeding:
+            self._due = max(self._due, self._clock.monotonic()) + samples.size / self.sample_rate
+            self._stalled = False
+            await self._feed(samples)
+        self._watch_for_stall()
+
+    async def _feed(self, samples: np.ndarray) -> None:
+        self._events.audio(samples, self._samples_in * 1000 // self.sample_rate)
         self._samples_in += samples.size
         buffered = np.concatenate((self._pending, samples)) if self._pending.size else samples
         whole = buffered.size - buffered.size % self._frame
         for start in range(0, whole, self._frame):
             frame = buffered[start : start + self._frame]
-            events = self._detector.push(frame, self._vad.probability(frame))
-            if self._detector.in_turn:
-                self._turn_frames.append(frame)
-            for event in events:
-                await self._on_event(event)
+            await self._step(frame, self._vad.probability(frame))
         self._pending = buffered[whole:].copy()
+
+    async def _step(self, frame: np.ndarray, probability: float) -> None:
+        events = self._detector.push(frame, probability)
+        if self._detector.in_turn:
+            self._turn_frames.append(frame)
+        for event in events:
+            await self._on_event(event)
+
+    def _watch_for_stall(self) -> None:
+        """While a turn is open, watch for the stream stopping (see STALL_S)."""
+        if self._detector.in_turn and (self._stall_watch is None or self._stall_watch.done()):
+            self._stall_watch = self._tasks.spawn(self._fill_stalls(), name="listener-stall")
+
+    async def _fill_stalls(self) -> None:
+        quiet = np.zeros(self._frame, dtype=np.float32)
+        while self._detector.in_turn:
+            # Once stalled, keep counting frame by frame; before, allow the stream STALL_S of jitter.
+            late = self._clock.monotonic() - self._due
+            allowed = self._frame_s if self._stalled else STALL_S
+            if late < allowed:
+                await self._clock.sleep(allowed - late)
+                continue
+            async with self._feeding:
+                missing = int((self._clock.monotonic() - self._due) / self._frame_s)
+                self._stalled = missing > 0
+                for _ in range(missing):
+                    if not self._detector.in_turn:
+                        break
+                    self._samples_in += self._frame
+                    self._due += self._frame_s
+                    await self._step(quiet, 0.0)
+            if not self._stalled:
+                await self._clock.sleep(self._frame_s)  # rounding left less than a frame missing
 
     async def _on_event(self, event: object) -> None:
         match event:
             case SpeechStarted(at_ms=at_ms):
-                self._mark("speech_start")
+                self._events.mark("speech_start")
+                self._events.speech_started()
                 self._last_interim_ms = 0.0
                 self._turn_frames = []
                 self._turn_begin_ms = int(at_ms)
@@ -186,20 +260,20 @@ class Listener:
                 span_ms = at_ms + self._detector.frame_ms - self._onset_ms
                 if span_ms >= self._min_interruption_ms and speech_ms >= self._min_interruption_ms / 2:
                     self._interrupting = True
-                    await self._on_speech(int(span_ms))
+                    await self._events.user_speaking(int(span_ms))
                 if self._verbose and speech_ms - self._last_interim_ms >= INTERIM_EVERY_MS:
                     self._last_interim_ms = speech_ms
                     self._start_interim()
             case SilenceStarted(at_ms=at_ms, audio=audio):
-                self._mark("speech_end")
+                self._events.mark("speech_end")
                 self._speculate(audio, begin_ms=self._turn_begin_ms, end_ms=int(at_ms))
             case SpeechResumed():
-                self._mark("speech_resumed")
+                self._events.mark("speech_resumed")
                 self._cancel_speculation()
-                if self._on_resumed is not None:
-                    await self._on_resumed()
+                await self._events.speech_resumed()
             case TurnEnded(audio=audio, begin_ms=begin_ms, end_ms=end_ms):
-                self._mark("turn_end")
+                self._events.mark("turn_end")
+                self._events.turn_closing()
                 # Finishing waits for the recognizer: let frames keep flowing meanwhile (barge-in).
                 self._tasks.spawn(
                     self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting),
@@ -223,7 +297,7 @@ class Listener:
             emotions.add_done_callback(_retrieve)
         spec = _Speculation(audio.size, transcript, emotions)
         self._speculation = spec
-        if self._on_early is not None:
+        if self._speculate_words:
             self._tasks.spawn(self._early(spec, begin_ms, end_ms), name="listener-early")
 
     async def _early(self, spec: _Speculation, begin_ms: int, end_ms: int) -> None:
@@ -233,8 +307,10 @@ class Listener:
             emotions = await spec.emotions if spec.emotions is not None else None
         except (asyncio.CancelledError, Exception):
             return
-        if self._speculation is spec and transcript.text.strip() and self._on_early is not None:
-            await self._on_early(HeardTurn(transcript.text.strip(), begin_ms, end_ms, emotions, transcript.language))
+        if self._speculation is spec and transcript.text.strip():
+            await self._events.heard_early(
+                HeardTurn(transcript.text.strip(), begin_ms, end_ms, emotions, transcript.language)
+            )
 
     def _cancel_speculation(self) -> None:
         spec, self._speculation = self._speculation, None
@@ -254,12 +330,24 @@ class Listener:
         async def run() -> None:
             result = await self._asr.transcribe(audio)
             if result.text.strip():
-                self._on_interim(result.text.strip(), begin_ms, begin_ms + audio.size * 1000 // self.sample_rate)
+                self._events.interim(result.text.strip(), begin_ms, begin_ms + audio.size * 1000 // self.sample_rate)
 
         self._interim = self._tasks.spawn(run(), name="listener-interim", log_failure=False)
         self._interim.add_done_callback(_retrieve)
 
     async def _finish_turn(self, audio: np.ndarray, begin_ms: int, end_ms: int, *, interrupting: bool) -> None:
+        heard = False
+        try:
+            text, emotions, language = await self._transcribe_turn(audio)
+            if text:  # else a cough or a click: VAD said speech, the recognizer heard no words
+                heard = True
+                await self._events.heard(HeardTurn(text, begin_ms, end_ms, emotions, language, interrupting))
+        finally:
+            if not heard:
+                self._events.heard_nothing()
+
+    async def _transcribe_turn(self, audio: np.ndarray) -> tuple[str, dict[str, float] | None, str | None]:
+        """The turn's words, emotion scores and language ("" when it failed, after saying so)."""
         spec, self._speculation = self._speculation, None
         if self._interim is not None:
             self._interim.cancel()
@@ -278,23 +366,20 @@ class Listener:
                 if emotion_task is not None:
                     emotion_task.add_done_callback(_retrieve)  # unread if transcription fails
                 transcript = await self._asr.transcribe(audio)
-                self._mark("asr_done")
+                self._events.mark("asr_done")
                 emotions = await emotion_task if emotion_task is not None else None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("transcription failed")
-            self._on_error(f"transcription failed: {exc}")
-            return
-        text = transcript.text.strip()
-        if not text:
-            return  # a cough or a click: VAD said speech, the recognizer heard no words
-        await self._on_turn(HeardTurn(text, begin_ms, end_ms, emotions, transcript.language, interrupting))
+            self._events.error(f"transcription failed: {exc}")
+            return "", None, None
+        return transcript.text.strip(), emotions, transcript.language
 
     def _transcribed(self, task: asyncio.Task[Transcript]) -> None:
         _retrieve(task)  # a failed speculation is reported (once) when the turn is finished
         if not task.cancelled() and task.exception() is None:
-            self._mark("asr_done")
+            self._events.mark("asr_done")
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         self._tasks.spawn(work, name="listener-decoder-close")

@@ -11,9 +11,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from openevi.chat.messages import ServerMessage
 from openevi.chat.telemetry import SentMessages
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
+from openevi.schemas.messages import ServerMessage
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,31 @@ class ChatHistory(Protocol):
 
 
 class Playback(Protocol):
-    """The listener's playback of the audio sent so far: paces `audio_output`, tells if it still plays."""
+    """The listener's playback of the audio sent so far: paces `audio_output`, tells what was heard."""
 
     def wait_before_next(self) -> float:
         """Seconds to wait before sending more audio (the client should not be sent too far ahead)."""
         ...
 
-    def play(self, seconds: float) -> int:
-        """`seconds` of audio were sent; returns their position on the chat's timeline (ms)."""
+    def play(self, seconds: float, key: str | None = None) -> int:
+        """`seconds` of audio (of message `key`) were sent; returns their position on the chat's
+        timeline (ms)."""
         ...
+
+    @property
+    def sent_s(self) -> float:
+        """Seconds of audio sent so far, less what a clear dropped unheard."""
+        ...
+
+    def played_s(self) -> float:
+        """Seconds of the audio sent that the listener has heard (at most `sent_s`)."""
+        ...
+
+    def confirm_by_transport(self) -> None:
+        """From now on the transport confirms each message's audio when it has been played."""
+
+    def confirm(self, key: str) -> None:
+        """The audio of message `key` has been played to its end (a transport's echo)."""
 
     def clear(self) -> None:
         """The listener dropped what it had not played yet (barge-in, pause, a new turn)."""

@@ -58,6 +58,6 @@ def presence_of(session: ChatSession) -> Presence:
     return Presence(
         account_id=session.account_id,
         allow_connection=session.allow_connection,
-        outbound=session.outbound,
+        outbound=session.output.stream,
         closing=lambda: (session.close_code, session.close_reason),
     )

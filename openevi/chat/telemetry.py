@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry.trace import Span
 
 from openevi import metrics, tracing
-from openevi.chat.messages import Error, ServerMessage, ToolCall, ToolError, ToolResponse
+from openevi.schemas.messages import Error, ServerMessage, ToolCall, ToolError, ToolResponse
 
 
 class SentMessages:

@@ -10,7 +10,9 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from openevi.chat.config import ChatConfig
 from openevi.llm.base import ToolSpec
+from openevi.schemas import protocol as p
 
 log = logging.getLogger("openevi.chat.tools")
 
@@ -52,6 +54,40 @@ class ToolSet:
         self.functions: dict[str, FunctionTool] = {}
         self.builtins: dict[str, str | None] = {}  # name -> fallback_content
         self._web_search_available = web_search_available
+
+    @classmethod
+    def for_config(cls, config: ChatConfig, *, web_search_available: bool) -> ToolSet:
+        """The config's function tools and built-ins."""
+        tools = cls(web_search_available=web_search_available)
+        for tool in config.tools:
+            tools.add_function(
+                name=tool.name,
+                parameters=tool.parameters,
+                description=tool.description,
+                fallback_content=tool.fallback_content,
+            )
+        for builtin in config.builtin_tools:
+            tools.add_builtin(builtin.name, builtin.fallback_content)
+        return tools
+
+    def apply_settings(self, s: p.SessionSettings) -> None:
+        """session_settings.tools / builtin_tools: each given list replaces its set."""
+        fields = s.model_fields_set
+        functions = (
+            [t.model_dump() for t in s.tools or []]
+            if "tools" in fields
+            else [
+                {
+                    "name": f.name,
+                    "parameters": f.parameters,
+                    "description": f.description,
+                    "fallback_content": f.fallback_content,
+                }
+                for f in self.functions.values()
+            ]
+        )
+        builtins = [b.model_dump() for b in s.builtin_tools or []] if "builtin_tools" in fields else None
+        self.replace_session_tools(functions, builtins)
 
     def add_function(
         self, *, name: str, parameters: str | dict[str, Any], description: str | None, fallback_content: str | None

@@ -172,6 +172,19 @@ def _normalize(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
+def _provider_key(language_model: Mapping[str, Any] | None, settings: Settings) -> str:
+    """The provider a config's `language_model` resolves to (the server's own when it names none)."""
+    name = (language_model or {}).get("model_provider")
+    if name is None or _normalize(str(name)) == "LOCAL":
+        return _normalize(settings.llm_provider)
+    return _normalize(str(name))
+
+
+def is_custom_language_model(language_model: Mapping[str, Any] | None, settings: Settings) -> bool:
+    """Whether the chat's words come from the tenant's own endpoint (CUSTOM_LANGUAGE_MODEL)."""
+    return _provider_key(language_model, settings) == "CUSTOM_LANGUAGE_MODEL"
+
+
 def create_language_model(
     language_model: Mapping[str, Any] | None,
     settings: Settings,
@@ -186,14 +199,12 @@ def create_language_model(
     spec_in = dict(language_model or {})
     provider_name = spec_in.get("model_provider")
     model = spec_in.get("model_resource")
+    key = _provider_key(spec_in, settings)
     if provider_name is None or _normalize(str(provider_name)) == "LOCAL":
         # HUME_AI means "the server's own model": here, whatever the operator chose.
-        key = _normalize(settings.llm_provider)
         if key != "LOCAL" and provider_name is not None:
             model = None  # a Hume model name means nothing to the operator's provider
         model = model or (settings.llm_model if key != "LOCAL" else None)
-    else:
-        key = _normalize(str(provider_name))
     if key in _UNSUPPORTED:
         raise LLMError(_UNSUPPORTED[key], code="llm_unsupported_provider")
     provider = PROVIDERS.get(key)

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from openevi.chat import messages as msg
+from openevi.schemas import messages as msg
 
 
 @dataclass(frozen=True)

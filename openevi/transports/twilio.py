@@ -3,9 +3,9 @@
 Inbound `media` frames are decoded to linear16 and fed to the session like `audio_input`. The
 session's outbound stream (the messages an EVI socket would get) is turned back into speech:
 each `audio_output` WAV piece is resampled to 8 kHz and sent as 20 ms μ-law `media` frames, a
-`mark` follows each assistant message's audio, and a `user_interruption` becomes `clear` (Twilio
-drops what it has buffered). When the chat ends the bridge lets the last words play, then closes
-the stream, which ends the `<Connect>` and so the call.
+`mark` follows each assistant message's audio (its echo tells the engine the caller heard it), and a
+`user_interruption` becomes `clear` (Twilio drops what it has buffered). When the chat ends the
+bridge lets the last words play, then closes the stream, which ends the `<Connect>` and so the call.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import soxr
 
 from openevi.audio import mulaw
-from openevi.chat import messages as msg
+from openevi.schemas import messages as msg
 
 if TYPE_CHECKING:
     from openevi.chat.session import ChatSession
@@ -149,6 +149,9 @@ class MediaStreamBridge:
 
     async def run(self, receive: Receive, outbound: asyncio.Queue[msg.ServerMessage | None]) -> str:
         """Until the caller hangs up ("caller") or the chat ends ("chat")."""
+        # Twilio echoes each message's mark once the caller has heard its audio: the engine then
+        # knows what was heard (barge-in keeps only that) from the line, not from a guess.
+        self.session.playback.confirm_by_transport()
         writer = asyncio.create_task(self._write(outbound), name=f"twilio-out-{self.session.chat_id}")
         reader = asyncio.create_task(self._read(receive), name=f"twilio-in-{self.session.chat_id}")
         try:
@@ -185,6 +188,7 @@ class MediaStreamBridge:
             await self.session.handle_audio(pcm)
 
     def _mark_played(self, name: str) -> None:
+        self.session.playback.confirm(name)  # a mark Twilio echoes after a clear names a cleared message: ignored
         self._unplayed_marks.discard(name)
         if not self._unplayed_marks:
             self._marks_played.set()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,82 @@ async def test_the_sdks_microphone_interface_holds_a_voice_chat(server: ServerPr
     assert [m.message.content for m in of_type(messages, "assistant_message")] == ["The museum opens at nine."]
     _, events = await history(client, metadata.chat_id)
     assert types_of(events).count("USER_MESSAGE") == 1
+
+
+def without_trailing_quiet(audio: np.ndarray) -> np.ndarray:
+    """Speech cut right after its last audible sample: no silence for the turn to end on."""
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return audio[: loud[-1] + 1] if loud.size else audio
+
+
+def quiet_wav(seconds: float, rate: int) -> bytes:
+    """A WAV of quiet audio, standing in for the assistant's speech on the SDK's player."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x00\x00" * int(rate * seconds))
+    return out.getvalue()
+
+
+async def test_a_client_that_stops_sending_after_speech_is_answered(server: ServerProcess, llm: ScriptedLLM) -> None:
+    """Push-to-talk and muting clients stop sending when the user stops: no frames is silence."""
+    llm.script(Reply("The library closes at six.", when="library"))
+    speech = to_linear16(np.concatenate([silence(0.3), without_trailing_quiet(speak("When does the library close"))]))
+    client = client_for(server)
+    async with client.empathic_voice.chat.connect() as socket:
+        await socket.recv()
+        await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
+        await send_binary(socket, speech, chunk_bytes=640, seconds_per_chunk=0.02)  # a microphone's pace
+        # ...and then nothing more: the turn must end on the clock.
+        messages = await recv_until(socket, "assistant_end", limit_s=60)
+    heard = finals(messages)
+    assert len(heard) == 1 and "library" in heard[0].message.content.lower(), heard
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["The library closes at six."]
+
+
+async def test_the_sdks_microphone_muted_during_playback_still_ends_the_turn(
+    server: ServerProcess, llm: ScriptedLLM
+) -> None:
+    """allow_user_interrupt=False: the SDK stops sending the microphone while its player plays. The
+    user's words end right as playback starts; the turn must end without more audio."""
+    llm.script(Reply("The gallery opens at noon.", when="gallery"))
+    card_rate = 48_000
+    speech = without_trailing_quiet(speak("When does the gallery open", sample_rate=card_rate))
+    mic = to_linear16(np.concatenate([silence(0.3, card_rate), speech]))
+    card = FakeSoundCard(mic, sample_rate=card_rate)
+    client = client_for(server)
+    muted_at: list[int] = []  # bytes the microphone had sent when playback began
+    sent = [0]
+    with card.installed():
+        interface = sys.modules["hume.empathic_voice.chat.audio.microphone_interface"].MicrophoneInterface
+        stream = sys.modules["hume.empathic_voice.chat.audio.asyncio_utilities"].Stream.new()
+        async with client.empathic_voice.chat.connect() as socket:
+            await socket.recv()
+            send = socket._send
+
+            async def counted(data: Any) -> None:
+                if isinstance(data, bytes):
+                    sent[0] += len(data)
+                await send(data)
+
+            socket._send = counted
+            microphone = asyncio.create_task(interface.start(socket, byte_stream=stream, allow_user_interrupt=False))
+            try:
+                await _until(lambda: card.mic_sent >= len(mic))
+                await stream.put(quiet_wav(30, card_rate))  # playback begins: the SDK mutes the mic
+                muted_at.append(sent[0])
+                messages = await recv_until(socket, "assistant_end", limit_s=60)
+                after_mute = sent[0] - muted_at[0]
+            finally:
+                microphone.cancel()
+                await asyncio.gather(microphone, return_exceptions=True)
+    heard = finals(messages)
+    assert len(heard) == 1 and "gallery" in heard[0].message.content.lower(), heard
+    # Less than the end-of-turn silence (800 ms) reached the server once the player started.
+    assert after_mute < card_rate * 2 * 0.8, after_mute
+    assert [m.message.content for m in of_type(messages, "assistant_message")] == ["The gallery opens at noon."]
 
 
 async def test_binary_pcm_json_audio_and_text_mix_in_one_chat(server: ServerProcess, llm: ScriptedLLM) -> None:

@@ -23,12 +23,13 @@ import numpy as np
 from openevi.bus.memory import MemoryBus
 from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.config import ChatConfig
-from openevi.chat.messages import ServerMessage
+from openevi.chat.listener import HeardTurn
 from openevi.chat.ports import ChatEnd, PastEvent
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
 from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent
 from openevi.schemas.chat_types import EventRole, EventType
+from openevi.schemas.messages import ServerMessage
 from openevi.settings import Settings
 from openevi.speech.prosody.base import EMOTIONS
 from openevi.speech.voices import Voice
@@ -133,6 +134,51 @@ class LoudnessVAD:
         return 1.0 if float(np.abs(frame).max()) > 0.1 else 0.0
 
     def reset(self) -> None:
+        pass
+
+
+class ListenerLog:
+    """ListenerEvents that only write down what the listener told them, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.spans: list[int] = []
+        self.turns: list[HeardTurn] = []
+        self.early: list[HeardTurn] = []
+        self.errors: list[str] = []
+
+    def speech_started(self) -> None:
+        self.events.append("speech_started")
+
+    async def user_speaking(self, span_ms: int) -> None:
+        self.spans.append(span_ms)
+
+    async def heard_early(self, heard: HeardTurn) -> None:
+        self.early.append(heard)
+
+    async def speech_resumed(self) -> None:
+        self.events.append("speech_resumed")
+
+    def turn_closing(self) -> None:
+        self.events.append("turn_closing")
+
+    async def heard(self, heard: HeardTurn) -> None:
+        self.events.append("heard")
+        self.turns.append(heard)
+
+    def heard_nothing(self) -> None:
+        self.events.append("heard_nothing")
+
+    def interim(self, text: str, begin_ms: int, end_ms: int) -> None:
+        self.events.append("interim")
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def audio(self, samples: np.ndarray, at_ms: int) -> None:
+        pass
+
+    def mark(self, stage: str) -> None:
         pass
 
 
@@ -251,7 +297,9 @@ class FakeEngine:
     def _model(self, config: dict[str, Any] | None, api_key: str | None) -> LanguageModel:
         return self.model
 
-    def session(self, config: ChatConfig | None = None, *, history: FakeHistory | None = None) -> ChatSession:
+    def session(
+        self, config: ChatConfig | None = None, *, history: FakeHistory | None = None, started_ms: int = 0
+    ) -> ChatSession:
         history = history or FakeHistory()
         self.histories.append(history)
         return ChatSession(
@@ -261,7 +309,7 @@ class FakeEngine:
             history=history,
             chat_id=f"chat-{len(self.histories)}",
             chat_group_id="group",
-            started_ms=0,
+            started_ms=started_ms,
             allow_connection=False,
             verbose_transcription=False,
         )

@@ -171,3 +171,19 @@ _NUMBERS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "10"
 def _words(text: str) -> list[str]:
     words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("o'clock", "oclock")).split()
     return [_NUMBERS.get(w, w) for w in words]
+
+
+# A real sound shipped by Debian's sound-theme-freedesktop (scripts/test, .ci/run install it): a short
+# chime that Silero VAD scores as faintly speech-like and in which Whisper hears no words.
+FREEDESKTOP_SOUNDS = "/usr/share/sounds/freedesktop/stereo"
+
+
+def packaged_sound(name: str, *, sample_rate: int = RATE) -> np.ndarray:
+    """One of sound-theme-freedesktop's sounds, decoded to float32 mono at `sample_rate`."""
+    chunks = []
+    with av.open(f"{FREEDESKTOP_SOUNDS}/{name}") as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in container.decode(audio=0):
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32)

@@ -11,8 +11,8 @@ import pytest
 
 from openevi.bus.base import Handler, Presence
 from openevi.bus.memory import MemoryBus
-from openevi.chat.messages import ServerMessage
 from openevi.schemas.chat_types import ChatStatus
+from openevi.schemas.messages import ServerMessage
 from tests.support.fakes import FakeEngine, FakeHistory, receive_until, settle
 
 
@@ -69,7 +69,7 @@ async def test_messages_queued_behind_a_handler_are_dropped_once_the_chat_ends(t
     await session.start(resumed=False, session_settings=None)
     await receive_until(queue, "chat_metadata")
     history = engine.histories[0]
-    async with session._inbound:  # a handler still at work (e.g. a transcribed turn) holds the chat
+    async with session.inbound:  # a handler still at work (e.g. a transcribed turn) holds the chat
         text = asyncio.create_task(session.handle({"type": "user_input", "text": "hello"}))
         audio = asyncio.create_task(session.handle_audio(b"\x00\x00" * 1600))
         await settle()
@@ -77,7 +77,7 @@ async def test_messages_queued_behind_a_handler_are_dropped_once_the_chat_ends(t
     await asyncio.gather(text, audio)
     recorded_after_end = history.types()[history.types().index("SYSTEM_PROMPT") + 1 :]
     assert "USER_MESSAGE" not in recorded_after_end
-    assert session.listener is None  # no ear (and no decoder thread) built for a chat that is over
+    assert session.ear.listener is None  # no ear (and no decoder thread) built for a chat that is over
     assert drained(queue) == ["end"]
 
 

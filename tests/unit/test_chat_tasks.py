@@ -61,9 +61,8 @@ async def test_close_leaves_no_task_of_the_chat_running(tmp_path: Path) -> None:
     engine.runtime.asr = StuckASR()
     engine.runtime.prosody = StuckProsody()
     before = asyncio.all_tasks()
-    session = engine.session()
-    session.started_ms = now_ms()  # the recording's timeline starts with the chat
-    session.audio_format = AudioConfiguration(encoding="linear16", sample_rate=RATE, channels=1)
+    session = engine.session(started_ms=now_ms())  # the recording's timeline starts with the chat
+    session.ear.configure(AudioConfiguration(encoding="linear16", sample_rate=RATE, channels=1))
     queue = session.subscribe()
     await session.start(resumed=False, session_settings=None)
     engine.model.replies.append([TextDelta("First sentence. "), HOLD])  # the turn stays open

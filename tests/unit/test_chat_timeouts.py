@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from openevi.chat import messages as msg
 from openevi.chat.config import ChatConfig, EventMessage, Timeout
-from openevi.chat.messages import ServerMessage
 from openevi.chat.session import ChatSession, Phase
 from openevi.llm.base import TextDelta
+from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
+from openevi.schemas.messages import ServerMessage
 from tests.support.fakes import HOLD, FakeClock, FakeEngine, receive_until, settle
 
 OFF = Timeout(enabled=False, duration_s=600)
@@ -169,7 +169,7 @@ async def test_no_inactivity_timeout_while_paused(engine: FakeEngine, clock: Fak
 async def test_the_user_speaking_restarts_the_silence(engine: FakeEngine, clock: FakeClock) -> None:
     session, queue = await started(engine, ChatConfig(inactivity=Timeout(True, 2), nudge_interval_s=1.5))
     await clock.advance(1.25)
-    await session._user_speaking(300)  # the listener heard the user (not yet a whole turn)
+    await session.floor.user_speaking(300)  # the listener heard the user (not yet a whole turn)
     await clock.advance(1.25)  # 2.5 s into the chat, 1.25 s of silence: neither nudge nor timeout
     assert session.status is None and engine.model.requests == []
     await clock.advance(0.5)  # 1.75 s of silence: the nudge

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from openevi.chat.config import TurnDetection
-from openevi.chat.listener import HeardTurn, Listener, is_backchannel
+from openevi.chat.listener import Listener, is_backchannel
 from openevi.speech.asr.base import ASRCapabilities, Transcript
-from tests.support.fakes import LoudnessVAD
+from tests.support.fakes import ListenerLog, LoudnessVAD
 
 RATE = 16_000
 FRAME = 512
@@ -36,22 +36,18 @@ def frames(pattern: str) -> bytes:
     return (samples * 32767).astype("<i2").tobytes()
 
 
-class Heard:
+class Heard(ListenerLog):
     def __init__(self) -> None:
-        self.speech_at: list[int] = []  # frame index at which on_speech fired
-        self.turns: list[HeardTurn] = []
+        super().__init__()
+        self.speech_at: list[int] = []  # frame index at which user_speaking was told
         self.frame = 0
+
+    async def user_speaking(self, span_ms: int) -> None:
+        self.speech_at.append(self.frame)
 
 
 async def listen(pattern: str, *, min_interruption_ms: int, text: str = "hello") -> Heard:
     heard = Heard()
-
-    async def on_speech(span_ms: int) -> None:
-        heard.speech_at.append(heard.frame)
-
-    async def on_turn(turn: HeardTurn) -> None:
-        heard.turns.append(turn)
-
     listener = Listener(
         vad=LoudnessVAD(),
         asr=FixedASR(text),
@@ -59,10 +55,7 @@ async def listen(pattern: str, *, min_interruption_ms: int, text: str = "hello")
         turn_detection=TurnDetection(end_of_turn_silence_ms=500, prefix_padding_ms=0, speech_detection_threshold=0.5),
         min_interruption_ms=min_interruption_ms,
         verbose=False,
-        on_turn=on_turn,
-        on_speech=on_speech,
-        on_interim=lambda *a: None,
-        on_error=lambda message: pytest.fail(message),
+        events=heard,
     )
     listener.configure_pcm(RATE, 1)
     for i, c in enumerate(pattern):
@@ -71,6 +64,7 @@ async def listen(pattern: str, *, min_interruption_ms: int, text: str = "hello")
     for _ in range(50):  # let the turn's transcription task (scheduled, not awaited) finish
         await asyncio.sleep(0)
     await listener.aclose()
+    assert heard.errors == []
     return heard
 
 

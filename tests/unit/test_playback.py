@@ -31,3 +31,21 @@ def test_clear_drops_what_was_not_heard() -> None:
     playback.clear()  # barge-in
     assert not playback.playing and playback.wait_before_next() == 0
     assert playback.play(0.1) == 500  # the next answer starts where the listener is now
+
+
+def test_played_counts_what_was_heard_and_confirmations_bound_it() -> None:
+    clock = FakeClock(start=0.0)
+    playback = PlaybackClock(lead_s=10.0, clock=clock)
+    playback.play(1.0, "m1")
+    playback.play(1.0, "m2")
+    clock.now += 1.5
+    assert playback.sent_s == 2.0 and abs(playback.played_s() - 1.5) < 1e-9
+    playback.clear()  # barge-in: what was not heard is gone
+    assert abs(playback.sent_s - 1.5) < 1e-9 and not playback.playing
+    confirmed = PlaybackClock(lead_s=10.0, clock=clock)
+    confirmed.confirm_by_transport()  # a phone line echoes each message once played
+    confirmed.play(1.0, "m1")
+    clock.now += 5.0
+    assert confirmed.playing and confirmed.played_s() < 1.0  # the clock alone is not believed
+    confirmed.confirm("m1")
+    assert not confirmed.playing and confirmed.played_s() == 1.0

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from openevi.bus.base import Presence, StreamEnd
 from openevi.bus.memory import MemoryBus
 from openevi.bus.redis import RedisBus, chat_key, instance_key
-from openevi.chat import messages as msg
 from openevi.chat.ports import Fanout
+from openevi.schemas import messages as msg
 from tests.support.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]  # fixture

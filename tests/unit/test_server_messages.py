@@ -11,7 +11,7 @@ import pytest
 from hume.empathic_voice import types as sdk
 from pydantic import BaseModel
 
-from openevi.chat import messages as msg
+from openevi.schemas import messages as msg
 from openevi.speech.prosody.base import EMOTIONS
 
 SCORES = {name: round(i / 64, 6) for i, name in enumerate(EMOTIONS)}  # all 48, as the SDK requires

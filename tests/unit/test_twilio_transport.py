@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from openevi.audio import mulaw
-from openevi.chat import messages as msg
+from openevi.chat.playback import PlaybackClock
+from openevi.schemas import messages as msg
 from openevi.transports import call_token, twiml
 from openevi.transports.twilio import FRAME_BYTES, MediaStreamBridge, OutboundAudio, StreamProtocolError, parse_start
+from tests.support.fakes import FakeClock
 from tests.support.twilio_client import twilio_signature
 
 # --- μ-law ---------------------------------------------------------------------------------
@@ -164,8 +166,9 @@ def test_outbound_audio_is_20ms_mulaw_frames_at_8khz() -> None:
 class _FakeSession:
     chat_id = "chat"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.received: list[bytes] = []
+        self.playback = PlaybackClock(lead_s=1.0, clock=clock)
 
     async def handle_audio(self, pcm: bytes) -> None:
         self.received.append(pcm)
@@ -174,8 +177,18 @@ class _FakeSession:
         pass
 
 
-async def test_bridge_speaks_marks_clears_and_hears() -> None:
-    session = _FakeSession()
+Line = tuple[
+    _FakeSession,
+    list[dict[str, Any]],
+    "asyncio.Queue[dict[str, Any] | None]",
+    "asyncio.Queue[msg.ServerMessage | None]",
+    "asyncio.Task[str]",
+]
+
+
+def _bridge(clock: FakeClock) -> Line:
+    """A bridge on a fake session: what it sends, its inbound (Twilio) and outbound (chat) queues."""
+    session = _FakeSession(clock)
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -184,7 +197,11 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
     inbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     outbound: asyncio.Queue[msg.ServerMessage | None] = asyncio.Queue()
     bridge = MediaStreamBridge(session, "MZ1", send)  # type: ignore[arg-type]
-    run = asyncio.create_task(bridge.run(inbound.get, outbound))
+    return session, sent, inbound, outbound, asyncio.create_task(bridge.run(inbound.get, outbound))
+
+
+async def test_bridge_speaks_marks_clears_and_hears() -> None:
+    session, sent, inbound, outbound, run = _bridge(FakeClock())
     tone = _tone_pcm(0.25)
     for message in (
         msg.AssistantMessage(id="m1", text="One.", from_text=False),
@@ -206,5 +223,27 @@ async def test_bridge_speaks_marks_clears_and_hears() -> None:
     assert len(session.received) == 1
     pcm = np.frombuffer(session.received[0], dtype="<i2")
     assert pcm.size == 160 and abs(int(pcm.mean()) - 1000) < 40
+    inbound.put_nowait({"event": "stop", "streamSid": "MZ1"})
+    assert await asyncio.wait_for(run, 5) == "caller"
+
+
+async def test_the_callers_playback_position_comes_from_the_marks_twilio_echoes() -> None:
+    clock = FakeClock()
+    session, sent, inbound, outbound, run = _bridge(clock)
+    await asyncio.sleep(0)
+    session.playback.play(0.25, "m1")  # as the engine does when it sends m1's audio
+    for message in (
+        msg.AssistantMessage(id="m1", text="One.", from_text=False),
+        msg.AudioOutput(id="m1", index=0, pcm=_tone_pcm(0.25), rate=24_000),
+        msg.AssistantEnd(),
+    ):
+        outbound.put_nowait(message)
+    await asyncio.sleep(0.05)
+    assert [m["mark"] for m in sent if m["event"] == "mark"] == [{"name": "m1"}]
+    clock.now += 1.0  # by the clock m1 has played, but the line has not said so
+    assert session.playback.playing and session.playback.played_s() < 0.25
+    inbound.put_nowait({"event": "mark", "streamSid": "MZ1", "mark": {"name": "m1"}})
+    await asyncio.sleep(0.05)
+    assert not session.playback.playing and session.playback.played_s() == 0.25
     inbound.put_nowait({"event": "stop", "streamSid": "MZ1"})
     assert await asyncio.wait_for(run, 5) == "caller"

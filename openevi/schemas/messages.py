@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from openevi.audio.wav import wav_chunk
+from openevi.schemas import protocol as p
 
 _WIRE_SPECIAL = {"surprise_negative": "Surprise (negative)", "surprise_positive": "Surprise (positive)"}
 
@@ -257,3 +258,22 @@ E_LANGUAGE_MODEL = ("E0700", "language_model_error")
 E_TTS = ("E0710", "speech_synthesis_error")
 E_TOOL = ("E0720", "tool_error")
 E_INTERNAL = ("E0500", "internal_error")
+
+
+def echo_tool_result(answer: p.ToolResponse | p.ToolError) -> ToolResponse | ToolError:
+    """A client's tool result as the stream shows it (echoed back, as the SDK expects)."""
+    if isinstance(answer, p.ToolResponse):
+        return ToolResponse(
+            tool_call_id=answer.tool_call_id,
+            content=answer.content,
+            tool_name=answer.tool_name,
+            tool_type=answer.tool_type,
+        )
+    return ToolError(
+        tool_call_id=answer.tool_call_id,
+        error=answer.error,
+        content=answer.content,
+        code=answer.code,
+        level=answer.level,
+        tool_type=answer.tool_type,
+    )
