@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     # Speech offload (docs/providers.md "Remote speech"): provider "openai" speaks OpenAI's
     # /v1/audio/transcriptions and /v1/audio/speech (OpenAI, vLLM, Speaches, Kokoro-FastAPI, ...).
     # Base URLs are the server root or its /v1 URL; they are operator settings, trusted as such.
-    asr_language: str = Field(default="en", description="Language of speech input; empty: detect it.")
+    asr_language: str = Field(default="", description="Language of speech input (ISO code); empty: detect it.")
+    asr_fallback_language: str = Field(
+        default="en", description="Whisper: the language of an utterance whose language detection is unsure."
+    )
     asr_base_url: str = "https://api.openai.com/v1"
     asr_api_key: str | None = None
     asr_remote_model: str = "whisper-1"

@@ -35,6 +35,7 @@ from openevi.chat.turns import AssistantTurn, TurnOutcome
 from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
+from openevi.speech.language_voices import voice_for_language
 from openevi.speech.voices import Voice, resolve_voice
 from openevi.store.db import now_ms
 
@@ -231,6 +232,13 @@ class ChatSession:
     @property
     def temperature(self) -> float | None:
         return self.config.temperature
+
+    @property
+    def reply_voice(self) -> Voice:
+        """The persona's voice, or a local voice of the user's language when they speak another (issue 17)."""
+        if self.runtime.settings.tts_provider != "piper":
+            return self.voice  # a remote TTS reads any language with the persona's mapped voice
+        return voice_for_language(self.voice, self.conversation.reply_language)
 
     def _config_voice(self) -> Voice:
         configured = self.config.voice or {}
@@ -477,6 +485,7 @@ class ChatSession:
         features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
         self.record(EventRole.USER, EventType.USER_MESSAGE, text, emotion_features=features)
         if to_model:
+            self.conversation.heard_language(language)  # issue 17: replies in the user's language
             self.conversation.add_user(text, emotions=emotions)
 
     async def _apply_settings(self, s: p.SessionSettings) -> None:
@@ -604,6 +613,7 @@ class ChatSession:
             if self.status is not None or self.paused or self.speaking:
                 return
             hold = asyncio.Event()
+            self.conversation.heard_language(heard.language)  # issue 17: replies in the user's language
             pending = self.conversation.user_message(heard.text, emotions=heard.emotions)
             await self._start_turn(pending_user=pending, hold=hold)
             self._held = (hold, heard)

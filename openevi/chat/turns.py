@@ -301,7 +301,7 @@ class AssistantTurn:
                 prerendered: list[bytes] | None = None
                 if self.hold is not None and not self.hold.is_set():
                     # Render the first piece while the end of the user's turn is being confirmed.
-                    async with contextlib.aclosing(tts.synthesize(piece, voice=s.voice)) as stream:
+                    async with contextlib.aclosing(tts.synthesize(piece, voice=s.reply_voice)) as stream:
                         prerendered = [pcm async for pcm in stream]
                     await self.hold.wait()
                 message_id = str(uuid.uuid4())
@@ -329,7 +329,7 @@ class AssistantTurn:
         pending = b""
         try:
             async with contextlib.aclosing(
-                _replay(prerendered) if prerendered is not None else tts.synthesize(text, voice=s.voice)
+                _replay(prerendered) if prerendered is not None else tts.synthesize(text, voice=s.reply_voice)
             ) as stream:
                 async for pcm in stream:
                     pending += pcm

@@ -21,6 +21,8 @@ from piper import PiperVoice
 from piper.config import PiperConfig, SynthesisConfig
 
 from openevi.speech.tts.base import TTSError
+from openevi.speech.tts.espeak import ENGINE as ESPEAK_ENGINE
+from openevi.speech.tts.espeak import EspeakTTS
 from openevi.speech.tts.voice_shift import VoiceShift, shift_blocks
 from openevi.speech.voices import Voice
 
@@ -127,6 +129,7 @@ class PiperTTS:
         self._loading: dict[tuple[Path, Path], asyncio.Lock] = {}
         self._jobs: set[_Job] = set()
         self._closed = False
+        self._espeak = EspeakTTS()
 
     async def load(self, voice: Voice, *, warm: bool = True) -> None:
         """Load a voice now (and run one tiny synthesis, as the first ONNX run is several times slower)."""
@@ -141,6 +144,11 @@ class PiperTTS:
         if self._closed:
             raise TTSError("PiperTTS is closed")
         if not text.strip():
+            return
+        if voice.engine == ESPEAK_ENGINE:  # a reply in a language no Piper voice speaks (language_voices.py)
+            async with contextlib.aclosing(self._espeak.synthesize(text, voice=voice)) as stream:
+                async for chunk in stream:
+                    yield chunk
             return
         piper_voice = await self._voice(voice)
         loop = asyncio.get_running_loop()
