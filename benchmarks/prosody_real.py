@@ -136,7 +136,11 @@ def print_table(reports: Sequence[Report]) -> None:
 
 
 def fit(items: Sequence[Utterance]) -> None:
-    """Print each feature's centre (median of the speakers' medians) and spread on conditioned audio."""
+    """Print each feature's median and spread (IQR / 1.35) over the utterances, on conditioned audio.
+
+    The Reference uses these; the median of the speakers' medians is printed beside them for comparison
+    (it weighs the few-utterance speakers, mostly short phrases, as much as the prompt voices).
+    """
     from openevi.speech.prosody.conditioning import condition  # imported here: --fit only, and new with it
     by_speaker: dict[str, list[dict[str, float]]] = defaultdict(list)
     for utt in items:

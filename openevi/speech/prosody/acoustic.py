@@ -52,7 +52,10 @@ Extractor = Callable[[np.ndarray, int], dict[str, float]]
 
 @dataclass(frozen=True)
 class Reference:
-    """Centre and spread ("one standard unit") of each cue for `features.extract`; see docs/prosody.md."""
+    """Centre and spread ("one standard unit") of each cue for `features.extract` on conditioned audio.
+
+    Fitted on real read speech of 8 speakers (benchmarks/prosody_real.py --fit; docs/prosody.md).
+    """
 
     # Pitch level is judged against the nearer of two typical speaking registers (~107 Hz and ~208 Hz),
     # so that an ordinary low or high voice is not read as subdued or excited; see `pitch_level`.
@@ -85,7 +88,8 @@ WEIGHTS: dict[str, dict[str, float]] = {
 }  # fmt: skip
 # A weighted mean of partly independent z-scores varies less than one z-score, hence a gain above 1;
 # it is largest for arousal, whose acoustic evidence is strongest and most consistent, and smallest for
-# valence, whose acoustic evidence is weakest (the words carry valence better; see text_shift).
+# valence, whose acoustic evidence is weakest (the words carry valence better; see text_shift): on real
+# voices its cues (voice quality, which codecs also move) alone pushed firm read speech to contempt.
 CUE_GAIN: dict[str, float] = {"valence": 0.5, "arousal": 3.0, "dominance": 1.5}
 VAD_LIMIT = 3.0  # soft bound (tanh) of each estimated coordinate, in standard units
 TEXT_GAIN = 2.0  # standard units of valence for text that is wholly positive (t = 1)
@@ -97,6 +101,8 @@ KERNEL_WIDTH = 0.6  # sigma of the Gaussian kernel, in standard units: neighbour
 # kernel widens with its emotion's distance from the centre beyond this radius: sigma·max(1, |c|/R).
 KERNEL_RADIUS = 1.5
 # Per-dimension kernel weights: how much a mismatch on that axis lowers a score.
+# From the voice alone, valence is a damped estimate (CUE_GAIN) that still has to count: at 0.35 a firm,
+# level voice sat next to contempt; negative emotions need more than a small valence offset.
 KERNEL_WEIGHTS_ACOUSTIC = (0.8, 1.0, 0.5)
 KERNEL_WEIGHTS_WITH_TEXT = (1.0, 1.0, 0.5)
 FLOOR = 0.01  # score of every emotion when there is no usable speech
@@ -109,7 +115,7 @@ NEUTRAL_PLACEMENT = (0.3, 0.0, 0.3)
 # distance d from neutral as 1 - (1 - NEUTRAL_CEILING)·exp(-d²/2R²). Hume's scores for ordinary speech
 # are mostly 0.0-0.4 with the top few 0.2-0.6; strongly expressive speech reaches 0.7-0.9.
 NEUTRAL_CEILING = 0.4
-INTENSITY_RADIUS = 2.0
+INTENSITY_RADIUS = 2.0  # ordinary read speech varies ~1 unit in arousal: that alone must not look emotional
 MIN_SECONDS = 0.25  # shorter clips are not analysed (pitch needs several periods and frames)
 SILENCE_DBFS = -55.0  # loudest 20 ms frame below this: silence
 FULL_CONFIDENCE_VOICED_S = 0.6  # voiced speech needed for full-strength scores

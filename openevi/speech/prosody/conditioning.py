@@ -5,7 +5,8 @@ Three things change the voice features without changing the emotion (docs/prosod
 
 - **silence around the speech**: a turn cut with 300 ms of room tone on either side has fewer
   syllables per second and more "pause" than the same words cut tightly. Leading and trailing frames
-  quieter than the speech (40 dB under its loudest 10 ms, or under -60 dBFS) are dropped, 50 ms kept;
+  more than 40 dB under the loudest 10 ms are dropped, 50 ms kept (relative only: an absolute floor
+  would trim a quiet recording differently from the same one louder);
 - **the channel's band**: a phone call (8 kHz, G.711) carries nothing above ~3.6 kHz, a browser
   (16 kHz) carries up to 8 kHz, so spectral balance would read a caller as duller (calmer) than the
   same person on the web. Every input is reduced to the telephone band (through 8 kHz and back with
@@ -25,7 +26,6 @@ BAND_RATE = 8_000  # the telephone band every input is measured in
 ACTIVE_LEVEL_DBFS = -26.0  # ITU-T P.56's usual active speech level
 _FRAME_S = 0.01
 _EDGE_RANGE_DB = 40.0
-_EDGE_FLOOR_DBFS = -60.0
 _ACTIVE_RANGE_DB = 30.0  # frames within this of the loudest count as active speech for the level
 _MARGIN_S = 0.05
 
@@ -41,7 +41,7 @@ def _trim(audio: np.ndarray, rate: int) -> np.ndarray:
     db = _frame_db(audio, frame)
     if db.size == 0:
         return audio
-    loud = np.flatnonzero(db > max(float(db.max()) - _EDGE_RANGE_DB, _EDGE_FLOOR_DBFS))
+    loud = np.flatnonzero(db > float(db.max()) - _EDGE_RANGE_DB)
     if loud.size == 0:
         return audio
     margin = int(_MARGIN_S * rate)
