@@ -93,7 +93,8 @@ async def test_spoken_language_is_detected_answered_and_spoken(
     async with client.empathic_voice.chat.connect() as socket:
         await socket.recv()  # chat_metadata
         await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))
-        sender = asyncio.create_task(stream(socket, linear16(audio), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05))
+        pcm = linear16(audio)
+        sender = asyncio.create_task(stream(socket, pcm, chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05))
         messages = await recv_until(socket, "assistant_end", limit_s=90)
         await sender
 
