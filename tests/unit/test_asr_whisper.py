@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 
 from openevi.speech.asr.registry import ASRError, create_asr
 from openevi.speech.asr.whisper import WhisperASR, assemble_packaged_model
@@ -145,3 +146,22 @@ async def test_an_unsure_detection_uses_the_fallback_language(model_dir: Path) -
 async def test_a_pinned_language_is_not_detected(asr: WhisperASR) -> None:
     french = max(real_speech.utterances(speaker="asterisk-fr-june", min_seconds=2.5), key=lambda u: (u.duration, u.id))
     assert (await asr.transcribe(french.load())).language == "en"  # OPENEVI_ASR_LANGUAGE=en keeps it English
+
+
+async def test_detecting_the_language_costs_no_second_encoder_pass(
+    detecting: WhisperASR, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[tuple[int, ...]] = []
+    original = WhisperModel.encode
+
+    def counting(model: WhisperModel, features: np.ndarray) -> object:
+        encoded.append(features.shape)
+        return original(model, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counting)
+    transcript = await detecting.transcribe(speak(SENTENCES[1]))
+    assert transcript.language == "en" and word_error_rate(SENTENCES[1], transcript.text) < MAX_WER
+    assert len(encoded) == 1  # detection's pass is the transcription's
+    transcript = await detecting.transcribe(speak(SENTENCES[2]))
+    assert len(encoded) == 2  # a new utterance is encoded afresh
+    assert word_error_rate(SENTENCES[2], transcript.text) < MAX_WER

@@ -148,13 +148,22 @@ class _ShortWindowModel(WhisperModel):  # type: ignore[misc,unused-ignore]  # un
         self._window = threading.local()
 
     def set_window(self, frames: int | None) -> None:
+        """Set (a number) before one transcription and clear (None) after it, in the same thread."""
         self._window.frames = frames
+        self._window.last = None
 
     def encode(self, features: np.ndarray) -> Any:
         frames: int | None = getattr(self._window, "frames", None)
         if frames is not None and features.shape[-1] > frames:
             features = np.ascontiguousarray(features[..., :frames])
-        return super().encode(features)
+        # Detecting the language encodes the utterance, then transcribing encodes it again: the same
+        # features within one transcription reuse the first encoder output (half the cost of detection).
+        last = getattr(self._window, "last", None)
+        if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
+            return last[1]
+        encoded = super().encode(features)
+        self._window.last = (features, encoded)
+        return encoded
 
 
 class WhisperASR:
@@ -295,5 +304,8 @@ class WhisperASR:
         """The utterance's language by Whisper's language token, or the fallback when Whisper is unsure."""
         if not model.model.is_multilingual:
             return "en"
-        language, probability, _ = model.detect_language(audio=samples)
+        # The features exactly as transcribe() will encode them (it drops the last frame, then pads), so
+        # its encoder pass reuses the one made here (_ShortWindowModel.encode).
+        features = model.feature_extractor(samples)[..., :-1]
+        language, probability, _ = model.detect_language(features=features)
         return str(language) if probability >= self._detect_threshold else self._fallback
