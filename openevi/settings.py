@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     clm_max_history_messages: int = Field(default=50, ge=1)
     clm_max_payload_bytes: int = Field(default=100_000, ge=1024)
     tts_provider: str = "piper"
+    # Reply delivery follows the user's emotion (openevi/speech/tts/style.py); remote TTS: `instructions`.
+    reply_style: bool = Field(default=True, description="Reply delivery style follows the user's emotion.")
     # Speech input (openevi/speech/vad, openevi/speech/asr); the Whisper model is assembled under data_dir/models.
     vad_provider: str = "silero"
     asr_provider: str = "whisper"

@@ -71,13 +71,16 @@ class Conversation:
     max_history: int = 200
     reply_language: str | None = None
     """The language the user last spoke (detected by speech recognition); replies are asked in it."""
+    user_emotions: dict[str, float] | None = None
+    """The emotions measured on the user's latest turn (None for a typed one); replies' delivery follows them."""
     _spoke_other_language: bool = False
 
-    def heard_language(self, code: str | None) -> None:
-        """Note the language of the latest spoken turn; replies follow it from the next request on."""
-        if not code:
+    def heard(self, language: str | None, emotions: dict[str, float] | None) -> None:
+        """Note the language and emotions of the latest user turn; replies follow them from now on."""
+        self.user_emotions = emotions
+        if not language:
             return
-        self.reply_language = code.lower()
+        self.reply_language = language.lower()
         self._spoke_other_language |= self.reply_language != "en"
 
     @property

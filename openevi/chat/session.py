@@ -36,6 +36,7 @@ from openevi.llm.base import LanguageModel, Message
 from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 from openevi.speech.language_voices import voice_for_language
+from openevi.speech.tts.style import choose_style, styled
 from openevi.speech.voices import Voice, resolve_voice
 from openevi.store.db import now_ms
 
@@ -239,6 +240,15 @@ class ChatSession:
         if self.runtime.settings.tts_provider != "piper":
             return self.voice  # a remote TTS reads any language with the persona's mapped voice
         return voice_for_language(self.voice, self.conversation.reply_language)
+
+    def voice_for(self, sentence: str, *, first: bool) -> Voice:
+        """The voice for one reply sentence: `reply_voice` in a delivery style that follows the user (issue 17).
+
+        The first sentence of a reply keeps its pitch (a pitch change costs a WORLD pass before first audio)."""
+        voice = self.reply_voice
+        if not self.runtime.settings.reply_style:
+            return voice
+        return styled(voice, choose_style(self.conversation.user_emotions, sentence), with_pitch=not first)
 
     def _config_voice(self) -> Voice:
         configured = self.config.voice or {}
@@ -485,7 +495,7 @@ class ChatSession:
         features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
         self.record(EventRole.USER, EventType.USER_MESSAGE, text, emotion_features=features)
         if to_model:
-            self.conversation.heard_language(language)  # issue 17: replies in the user's language
+            self.conversation.heard(language, emotions)  # issue 17: the reply's language and delivery
             self.conversation.add_user(text, emotions=emotions)
 
     async def _apply_settings(self, s: p.SessionSettings) -> None:
@@ -613,7 +623,7 @@ class ChatSession:
             if self.status is not None or self.paused or self.speaking:
                 return
             hold = asyncio.Event()
-            self.conversation.heard_language(heard.language)  # issue 17: replies in the user's language
+            self.conversation.heard(heard.language, heard.emotions)  # issue 17: the reply's language and delivery
             pending = self.conversation.user_message(heard.text, emotions=heard.emotions)
             await self._start_turn(pending_user=pending, hold=hold)
             self._held = (hold, heard)

@@ -301,7 +301,8 @@ class AssistantTurn:
                 prerendered: list[bytes] | None = None
                 if self.hold is not None and not self.hold.is_set():
                     # Render the first piece while the end of the user's turn is being confirmed.
-                    async with contextlib.aclosing(tts.synthesize(piece, voice=s.reply_voice)) as stream:
+                    voice = s.voice_for(piece, first=len(self.spoken) <= 1)  # issue 17: language and style
+                    async with contextlib.aclosing(tts.synthesize(piece, voice=voice)) as stream:
                         prerendered = [pcm async for pcm in stream]
                     await self.hold.wait()
                 message_id = str(uuid.uuid4())
@@ -329,7 +330,9 @@ class AssistantTurn:
         pending = b""
         try:
             async with contextlib.aclosing(
-                _replay(prerendered) if prerendered is not None else tts.synthesize(text, voice=s.reply_voice)
+                _replay(prerendered)
+                if prerendered is not None
+                else tts.synthesize(text, voice=s.voice_for(text, first=len(self.spoken) <= 1))  # issue 17
             ) as stream:
                 async for pcm in stream:
                     pending += pcm

@@ -39,6 +39,14 @@ class Voice:
     """Formant-frequency ratio to the model's own voice (above 1: a smaller vocal tract)."""
     pace: float = 1.0
     """Piper phoneme-length ratio (above 1: slower)."""
+    # Set per sentence by a delivery style (openevi/speech/tts/style.py), 1.0 / empty in the catalog:
+    pitch_range: float = 1.0
+    """Ratio of F0 excursions around the voice's level (below 1: flatter)."""
+    noise: float = 1.0
+    """Ratio of Piper's noise scales (variation of timbre and timing)."""
+    volume: float = 1.0
+    instructions: str = ""
+    """How to speak, for a remote TTS that accepts `instructions`."""
 
 
 _JOE_MODEL = "en_US-joe-medium"

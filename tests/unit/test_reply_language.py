@@ -23,22 +23,22 @@ def _system(convo: Conversation) -> str:
 
 def test_english_only_chats_keep_the_configured_prompt() -> None:
     convo = Conversation(base_prompt="Be brief.")
-    convo.heard_language("en")
-    convo.heard_language(None)  # a typed turn: no language
+    convo.heard("en", None)
+    convo.heard(None, None)  # a typed turn: no language
     assert _system(convo) == "Be brief."
 
 
 def test_the_model_is_told_the_users_language_and_follows_a_switch() -> None:
     convo = Conversation(base_prompt="Be brief.")
-    convo.heard_language("fr")
+    convo.heard("fr", None)
     assert _system(convo) == "Be brief.\n\nThe user is speaking French. Answer in French."
     assert _system(convo) == convo.messages(extra_system="")[0].content.rstrip()
-    convo.heard_language("it")
+    convo.heard("it", None)
     assert "Answer in Italian." in _system(convo)
     # back to English after another language: said explicitly, or the model keeps the last one
-    convo.heard_language("en")
+    convo.heard("en", None)
     assert _system(convo).endswith("The user is speaking English. Answer in English.")
-    convo.heard_language("xx")
+    convo.heard("xx", None)
     assert "the language with code 'xx'" in _system(convo)
 
 

@@ -177,12 +177,22 @@ class PiperTTS:
             self._jobs.discard(job)
 
     def _synthesis_for(self, model: PiperVoice, voice: Voice) -> SynthesisConfig | None:
-        """The configured synthesis settings, with the voice's own pace applied."""
-        if voice.pace == 1.0:
+        """The configured synthesis settings, with the voice's pace, noise and volume applied."""
+        if voice.pace == 1.0 and voice.noise == 1.0 and voice.volume == 1.0:
             return self._synthesis
         base = self._synthesis or SynthesisConfig()
-        length = base.length_scale if base.length_scale is not None else model.config.length_scale
-        return dataclasses.replace(base, length_scale=length * voice.pace)
+        config = model.config
+
+        def scaled(value: float | None, default: float, ratio: float) -> float:
+            return (value if value is not None else default) * ratio
+
+        return dataclasses.replace(
+            base,
+            length_scale=scaled(base.length_scale, config.length_scale, voice.pace),
+            noise_scale=scaled(base.noise_scale, config.noise_scale, voice.noise),
+            noise_w_scale=scaled(base.noise_w_scale, config.noise_w_scale, voice.noise),
+            volume=base.volume * voice.volume,
+        )
 
     def _render(
         self, model: PiperVoice, voice: Voice, text: str, job: _Job, post: Callable[[_Item], None]
@@ -193,7 +203,7 @@ class PiperTTS:
                 return
             rate = model.config.sample_rate
             resampler = soxr.ResampleStream(rate, OUTPUT_RATE, 1, dtype="float32", quality=self._quality)
-            shift = VoiceShift(pitch=voice.pitch, formant=voice.formant)
+            shift = VoiceShift(pitch=voice.pitch, formant=voice.formant, pitch_range=voice.pitch_range)
             for chunk in job.bind(model).synthesize(text, syn_config=self._synthesis_for(model, voice)):
                 # A shifted voice comes in blocks, the first one short, so first audio waits for
                 # ~0.3 s of the sentence to be transformed rather than all of it.

@@ -29,6 +29,9 @@ _CROSSFADE_S = 0.01
 _SNAP_S = 0.08  # how far a block end may move to find a quiet frame
 _MIN_LAST_S = 0.3  # a shorter remainder is joined to the block before it
 _F0_WINDOW = 9
+# F0 excursions are scaled around a fixed level, not each block's own mean, so blocks join without a
+# jump: Joe's typical F0 (the model every voice is made from).
+RANGE_ANCHOR_HZ = 150.0
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,12 @@ class VoiceShift:
 
     pitch: float = 1.0
     formant: float = 1.0
+    pitch_range: float = 1.0
+    """Ratio of the F0 excursions around RANGE_ANCHOR_HZ (applied before `pitch`)."""
 
     @property
     def identity(self) -> bool:
-        return self.pitch == 1.0 and self.formant == 1.0
+        return self.pitch == 1.0 and self.formant == 1.0 and self.pitch_range == 1.0
 
 
 def _warp(envelope: np.ndarray, ratio: float) -> np.ndarray:
@@ -82,6 +87,9 @@ def _transform(audio: np.ndarray, rate: int, shift: VoiceShift) -> np.ndarray:
     if shift.formant != 1.0:
         envelope = _warp(envelope, shift.formant)
         aperiodicity = _warp(aperiodicity, shift.formant)
+    if shift.pitch_range != 1.0:
+        voiced = f0 > 0
+        f0[voiced] = RANGE_ANCHOR_HZ * (f0[voiced] / RANGE_ANCHOR_HZ) ** shift.pitch_range
     out: np.ndarray = pyworld.synthesize(
         np.ascontiguousarray(f0 * shift.pitch), envelope, aperiodicity, rate, _FRAME_MS
     )
