@@ -37,19 +37,19 @@ class DeliveryStyle:
 STYLES: dict[str, DeliveryStyle] = {
     "neutral": DeliveryStyle("neutral"),
     "comforting": DeliveryStyle(
-        "comforting", pace=1.12, pitch=0.95, pitch_range=0.8, noise=0.8, volume=0.8,
+        "comforting", pace=1.25, pitch=0.95, pitch_range=0.7, noise=0.7, volume=0.8,
         instructions="Speak softly, slowly and warmly, in a gentle, comforting tone.",
     ),
     "steady": DeliveryStyle(
-        "steady", pace=1.06, pitch=0.97, pitch_range=0.7, noise=0.7, volume=0.9,
+        "steady", pace=1.12, pitch=0.97, pitch_range=0.7, noise=0.7, volume=0.9,
         instructions="Speak in a calm, steady and reassuring tone, evenly paced.",
     ),
     "calm": DeliveryStyle(
-        "calm", pace=1.08, pitch=0.92, pitch_range=0.75, noise=0.75, volume=0.85,
+        "calm", pace=1.15, pitch=0.92, pitch_range=0.7, noise=0.75, volume=0.85,
         instructions="Speak calmly and evenly, a little lower, never raising your voice.",
     ),
     "bright": DeliveryStyle(
-        "bright", pace=0.92, pitch=1.08, pitch_range=1.3, noise=1.1, volume=1.0,
+        "bright", pace=0.85, pitch=1.08, pitch_range=1.3, noise=1.1, volume=1.0,
         instructions="Speak brightly and a little quicker, with a warm, upbeat tone.",
     ),
 }  # fmt: skip
