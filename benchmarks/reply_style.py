@@ -15,15 +15,14 @@ import argparse
 import asyncio
 import os
 import statistics
-import time
 
 import numpy as np
-import soxr
 
+from benchmarks.voices import speak
 from openevi.speech.prosody.acoustic import analyze
 from openevi.speech.tts.piper import PiperTTS
 from openevi.speech.tts.style import STYLES, styled
-from openevi.speech.voices import VOICES, Voice
+from openevi.speech.voices import VOICES
 
 SENTENCES = (
     "I am here with you, and we will work through this together.",
@@ -33,18 +32,6 @@ SENTENCES = (
     "You can change the setting in the menu at the top of the page.",
     "Let me check the weather for the weekend before you decide.",
 )
-
-
-async def _render(tts: PiperTTS, text: str, voice: Voice) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    first = 0.0
-    chunks: list[bytes] = []
-    async for chunk in tts.synthesize(text, voice=voice):
-        if not chunks:
-            first = time.perf_counter() - start
-        chunks.append(chunk)
-    pcm = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.float32) / 32768.0
-    return np.asarray(soxr.resample(pcm, tts.sample_rate, 16_000), dtype=np.float32), first
 
 
 async def main() -> None:
@@ -66,7 +53,7 @@ async def main() -> None:
             for text in SENTENCES:
                 for name, style in STYLES.items():
                     for later in (False, True):
-                        audio, first = await _render(tts, text, styled(voice, style, with_pitch=later))
+                        audio, first, _, _ = await speak(tts, styled(voice, style, with_pitch=later), text)
                         v, a, _ = analyze(audio).vad
                         vad.setdefault((name, later), []).append((a, v))
                         if not later:

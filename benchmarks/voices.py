@@ -90,7 +90,7 @@ def median_f0(audio: np.ndarray) -> float:
     return float(np.median(voiced)) if voiced.size else 0.0
 
 
-async def _speak(tts: PiperTTS, voice: Voice, text: str) -> tuple[np.ndarray, float, float, float]:
+async def speak(tts: PiperTTS, voice: Voice, text: str) -> tuple[np.ndarray, float, float, float]:
     """16 kHz audio, seconds to first chunk, wall and CPU seconds of one synthesis."""
     start, cpu = time.perf_counter(), time.process_time()
     first = 0.0
@@ -116,7 +116,7 @@ async def measure(tts: PiperTTS, asr: WhisperASR, voices: list[Voice], sentences
     words = 0
     for text in sentences:
         for voice in voices:
-            audio, first, wall_s, cpu_s = await _speak(tts, voice, text)
+            audio, first, wall_s, cpu_s = await speak(tts, voice, text)
             firsts[voice].append(first)
             wall[voice] += wall_s
             cpu[voice] += cpu_s
