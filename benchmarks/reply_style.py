@@ -1,7 +1,8 @@
 """Reply delivery styles measured with the project's own prosody scorer (as assistant_prosody scores replies).
 
 Each voice speaks a fixed set of reply sentences in every style (openevi/speech/tts/style.py), as a
-first sentence (Piper's controls only) and as a later one (with the WORLD pitch level and range);
+first sentence (Piper's controls only, slowing capped) and as a later one (all of it, with the WORLD
+pitch level and range);
 the acoustic scorer (voice only, no words) gives arousal and valence, reported as the change from the
 neutral rendering (standard units). First audio: median time to the first chunk of a first sentence,
 neutral vs styled, interleaved.
@@ -53,7 +54,7 @@ async def main() -> None:
             for text in SENTENCES:
                 for name, style in STYLES.items():
                     for later in (False, True):
-                        audio, first, _, _ = await speak(tts, styled(voice, style, with_pitch=later), text)
+                        audio, first, _, _ = await speak(tts, styled(voice, style, first=not later), text)
                         v, a, _ = analyze(audio).vad
                         vad.setdefault((name, later), []).append((a, v))
                         if not later:

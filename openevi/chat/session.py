@@ -244,11 +244,11 @@ class ChatSession:
     def voice_for(self, sentence: str, *, first: bool) -> Voice:
         """The voice for one reply sentence: `reply_voice` in a delivery style that follows the user (issue 17).
 
-        The first sentence of a reply keeps its pitch (a pitch change costs a WORLD pass before first audio)."""
+        A reply's first sentence gets the cheap part only: first audio waits for it (style.py)."""
         voice = self.reply_voice
         if not self.runtime.settings.reply_style:
             return voice
-        return styled(voice, choose_style(self.conversation.user_emotions, sentence), with_pitch=not first)
+        return styled(voice, choose_style(self.conversation.user_emotions, sentence), first=first)
 
     def _config_voice(self) -> Voice:
         configured = self.config.voice or {}

@@ -15,7 +15,7 @@ from openevi.schemas.chat_types import ChatStatus
 from openevi.speech.prosody.acoustic import analyze
 from openevi.speech.tts.espeak import ENGINE as ESPEAK
 from openevi.speech.tts.piper import PiperTTS
-from openevi.speech.tts.style import STYLES, choose_style, styled
+from openevi.speech.tts.style import FIRST_MAX_PACE, STYLES, choose_style, styled
 from openevi.speech.voices import DEFAULT_VOICE, VOICES
 from tests.support.fakes import FakeEngine, receive_until
 
@@ -44,8 +44,10 @@ def test_styled_voice_scales_the_voice_and_can_leave_its_pitch() -> None:
     assert styled(DEFAULT_VOICE, STYLES["neutral"]) is DEFAULT_VOICE
     calm = styled(DEFAULT_VOICE, STYLES["comforting"])
     assert calm.pace > 1 and calm.pitch < 1 and calm.volume < 1 and calm.instructions
-    first = styled(DEFAULT_VOICE, STYLES["comforting"], with_pitch=False)
-    assert (first.pitch, first.pitch_range) == (1.0, 1.0) and first.pace == calm.pace
+    first = styled(DEFAULT_VOICE, STYLES["comforting"], first=True)
+    assert (first.pitch, first.pitch_range) == (1.0, 1.0) and 1 < first.pace <= FIRST_MAX_PACE < calm.pace
+    assert first.volume == calm.volume and first.noise == calm.noise
+    assert styled(DEFAULT_VOICE, STYLES["bright"], first=True).pace == STYLES["bright"].pace  # quicker costs nothing
 
 
 async def test_piper_renders_the_style_slower_quieter_or_quicker() -> None:
@@ -88,7 +90,7 @@ async def _spoken_voices(tmp_path: Path, heard: HeardTurn, **settings: object) -
 async def test_a_sad_user_gets_a_comforting_reply_pitch_from_the_second_sentence(tmp_path: Path) -> None:
     engine, _ = await _spoken_voices(tmp_path, HeardTurn("I lost my job today", 0, 900, SAD, "en"))
     first, second = engine.tts.voices
-    assert first.pace == second.pace == STYLES["comforting"].pace and first.volume < 1
+    assert first.pace == FIRST_MAX_PACE and second.pace == STYLES["comforting"].pace and first.volume < 1
     assert first.pitch == DEFAULT_VOICE.pitch and second.pitch < DEFAULT_VOICE.pitch
 
 

@@ -4,8 +4,9 @@ The style is chosen from the user's last measured emotions (the prosody scores o
 the reply sentence's own valence (VADER): comforting and slower for sadness or distress, steady for
 anxiety, calm and lower for anger, brighter and quicker for joy or excitement, neutral otherwise.
 It is rendered by changing the voice the sentence is spoken with (`styled`): Piper's own controls
-(length scale, noise scales, volume) and, from the second sentence of a reply on, the pitch level and
-range through the WORLD shift (its first block costs ~20 ms, so the first sentence keeps its pitch).
+(length scale, noise scales, volume) and the pitch level and range through the WORLD shift. First
+audio waits for a reply's whole first sentence to be rendered, so that one keeps its pitch (a WORLD
+pass costs ~20 ms) and is slowed by at most FIRST_MAX_PACE (a longer sentence takes longer to render).
 A remote TTS gets the style as `instructions` text. Measured in benchmarks/reply_style.py.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from openevi.speech.prosody.acoustic import text_valence
 from openevi.speech.voices import Voice
 
-__all__ = ["STYLES", "DeliveryStyle", "choose_style", "styled"]
+__all__ = ["FIRST_MAX_PACE", "STYLES", "DeliveryStyle", "choose_style", "styled"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ CALL_THRESHOLD = 0.45
 # The reply's own words: a clearly happy sentence is said brightly, a clearly sad one comfortingly,
 # when the user's voice called for nothing else.
 WORDS_THRESHOLD = 0.5
+FIRST_MAX_PACE = 1.05  # ~+15 ms on a 300 ms first render
 
 
 def choose_style(user_emotions: Mapping[str, float] | None, sentence: str) -> DeliveryStyle:
@@ -84,15 +86,15 @@ def choose_style(user_emotions: Mapping[str, float] | None, sentence: str) -> De
     return STYLES["neutral"]
 
 
-def styled(voice: Voice, style: DeliveryStyle, *, with_pitch: bool = True) -> Voice:
-    """`voice` delivering `style`; `with_pitch=False` leaves its pitch alone (no WORLD pass for it)."""
+def styled(voice: Voice, style: DeliveryStyle, *, first: bool = False) -> Voice:
+    """`voice` delivering `style`; for a reply's `first` sentence, without the pitch and with a capped slowing."""
     if style.name == "neutral":
         return voice
     return dataclasses.replace(
         voice,
-        pace=voice.pace * style.pace,
-        pitch=voice.pitch * style.pitch if with_pitch else voice.pitch,
-        pitch_range=voice.pitch_range * style.pitch_range if with_pitch else voice.pitch_range,
+        pace=voice.pace * (min(style.pace, FIRST_MAX_PACE) if first else style.pace),
+        pitch=voice.pitch if first else voice.pitch * style.pitch,
+        pitch_range=voice.pitch_range if first else voice.pitch_range * style.pitch_range,
         noise=voice.noise * style.noise,
         volume=voice.volume * style.volume,
         instructions=style.instructions,
