@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     clm_max_history_messages: int = Field(default=50, ge=1)
     clm_max_payload_bytes: int = Field(default=100_000, ge=1024)
     tts_provider: str = "piper"
+    # Reply delivery follows the user's emotion (openevi/speech/tts/style.py); remote TTS: `instructions`.
+    reply_style: bool = Field(default=True, description="Reply delivery style follows the user's emotion.")
     # Speech input (openevi/speech/vad, openevi/speech/asr); the Whisper model is assembled under data_dir/models.
     vad_provider: str = "silero"
     asr_provider: str = "whisper"
@@ -67,7 +69,10 @@ class Settings(BaseSettings):
     # Speech offload (docs/providers.md "Remote speech"): provider "openai" speaks OpenAI's
     # /v1/audio/transcriptions and /v1/audio/speech (OpenAI, vLLM, Speaches, Kokoro-FastAPI, ...).
     # Base URLs are the server root or its /v1 URL; they are operator settings, trusted as such.
-    asr_language: str = Field(default="en", description="Language of speech input; empty: detect it.")
+    asr_language: str = Field(default="", description="Language of speech input (ISO code); empty: detect it.")
+    asr_fallback_language: str = Field(
+        default="en", description="Whisper: the language of an utterance whose language detection is unsure."
+    )
     asr_base_url: str = "https://api.openai.com/v1"
     asr_api_key: str | None = None
     asr_remote_model: str = "whisper-1"

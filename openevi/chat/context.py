@@ -48,6 +48,21 @@ def fill_variables(prompt: str, variables: dict[str, Any]) -> str:
     return _VARIABLE.sub(value, prompt)
 
 
+# Names the model is told to answer in (Whisper's codes); another code is named as itself.
+LANGUAGE_NAMES: dict[str, str] = {
+    "en": "English", "fr": "French", "it": "Italian", "de": "German", "es": "Spanish", "pt": "Portuguese",
+    "nl": "Dutch", "ja": "Japanese", "zh": "Chinese", "ko": "Korean", "ru": "Russian", "pl": "Polish",
+    "sv": "Swedish", "da": "Danish", "no": "Norwegian", "fi": "Finnish", "tr": "Turkish", "ar": "Arabic",
+    "hi": "Hindi", "uk": "Ukrainian", "cs": "Czech", "el": "Greek", "he": "Hebrew", "ca": "Catalan",
+}  # fmt: skip
+
+
+def language_instruction(code: str) -> str:
+    """The system-prompt line that asks for replies in the language `code` (ISO 639-1, as Whisper names it)."""
+    name = LANGUAGE_NAMES.get(code, f"the language with code '{code}'")
+    return f"The user is speaking {name}. Answer in {name}."
+
+
 @dataclass
 class Conversation:
     """History plus the settings that shape what the model is sent."""
@@ -64,6 +79,26 @@ class Conversation:
     max_history: int = 200
     cut_off: bool = False
     """The assistant's last answer was interrupted: the next request says so (until it speaks again)."""
+    reply_language: str | None = None
+    """The language the user last spoke (detected by speech recognition); replies are asked in it."""
+    user_emotions: dict[str, float] | None = None
+    """The emotions measured on the user's latest turn (None for a typed one); replies' delivery follows them."""
+    _spoke_other_language: bool = False
+
+    def heard(self, language: str | None, emotions: dict[str, float] | None) -> None:
+        """Note the language and emotions of the latest user turn; replies follow them from now on."""
+        self.user_emotions = emotions
+        if not language:
+            return
+        self.reply_language = language.lower()
+        self._spoke_other_language |= self.reply_language != "en"
+
+    @property
+    def language_instruction(self) -> str | None:
+        """What the model is told about the reply's language; None while the user has only spoken English."""
+        if self.reply_language is None or not self._spoke_other_language:
+            return None  # English-only chats keep the system prompt exactly as configured
+        return language_instruction(self.reply_language)
 
     @property
     def system_prompt(self) -> str:
@@ -132,7 +167,8 @@ class Conversation:
     def messages(self, *, extra_system: str | None = None) -> list[Message]:
         """What to send the model now."""
         note = CUT_OFF_NOTE if self.cut_off else None
-        system = "\n\n".join(part for part in (self.system_prompt, extra_system, note) if part)
+        parts = (self.system_prompt, self.language_instruction, extra_system, note)
+        system = "\n\n".join(part for part in parts if part)
         return [Message(role="system", content=system), *self.history] if system else list(self.history)
 
     def _append(self, message: Message) -> None:

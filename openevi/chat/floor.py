@@ -327,6 +327,7 @@ class Floor:
         features = json.dumps(msg.wire_scores(emotions)) if emotions is not None else None
         self._out.record(EventRole.USER, EventType.USER_MESSAGE, text, emotion_features=features)
         if to_model:
+            self._conversation.heard(language, emotions)  # issue 17: the reply's language and delivery
             self._conversation.add_user(text, emotions=emotions)
 
     def _spoken_turn_settled(self) -> None:
@@ -399,6 +400,7 @@ class Floor:
             if self.state is S.IDLE:
                 self._go(S.USER_SPEAKING)
             hold = asyncio.Event()
+            self._conversation.heard(heard.language, heard.emotions)  # issue 17: the reply's language and delivery
             pending = self._conversation.user_message(heard.text, emotions=heard.emotions)
             await self.reply(pending_user=pending, hold=hold)
             self._held = (hold, heard)

@@ -22,6 +22,7 @@ from openevi.chat.tools import ToolSet
 from openevi.chat.turns import ChatIdentity, Deadlines, TurnContext
 from openevi.llm.base import LanguageModel
 from openevi.schemas import protocol as p
+from openevi.speech.language_voices import voice_for_language
 from openevi.speech.voices import Voice, resolve_voice
 
 
@@ -74,13 +75,19 @@ class TurnSetup:
         """session_settings.voice_id: any id a Hume app could send (Voice Library, custom voice) or a name."""
         self.voice = resolve_voice(voice_id=voice_id, name=voice_id)
 
+    def reply_voice(self) -> Voice:
+        """The persona's voice, or a local voice of the user's language when they speak another (issue 17)."""
+        if self._runtime.settings.tts_provider != "piper":
+            return self.voice  # a remote TTS reads any language with the persona's mapped voice
+        return voice_for_language(self.voice, self._conversation.reply_language)
+
     def context(self, said: SaidLedger, timings: TurnTimings) -> TurnContext:
         """What the next assistant turn works with."""
         return TurnContext(
             llm=self.language_model,
             temperature=self._config.temperature,
             tts=self._runtime.tts,
-            voice=self.voice,
+            voice=self.reply_voice(),
             conversation=self._conversation,
             tools=self._tools,
             outbound=self._output,
@@ -95,6 +102,7 @@ class TurnSetup:
             recorder=self.recorder,
             web_search_url=self._runtime.settings.web_search_url,
             pending_tools=self.pending_tools,
+            reply_style=self._runtime.settings.reply_style,
         )
 
     async def aclose(self) -> None:

@@ -33,6 +33,7 @@ from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import EventRole, EventType
 from openevi.speech.prosody.base import ProsodyModel
 from openevi.speech.tts.base import TextToSpeech, TTSError
+from openevi.speech.tts.style import choose_style, styled
 from openevi.speech.voices import Voice
 from openevi.store.db import now_ms
 from openevi.webhooks import outbox
@@ -97,6 +98,16 @@ class TurnContext:
     web_search_url: str | None = None
     pending_tools: dict[str, asyncio.Future[p.ToolResponse | p.ToolError]] = field(default_factory=dict)
     """Function tool calls waiting for the client's tool_response (shared with the chat's inbound)."""
+    reply_style: bool = False
+    """Each sentence's delivery follows the user's measured emotion (OPENEVI_REPLY_STYLE, issue 17)."""
+
+    def voice_for(self, sentence: str, *, first: bool) -> Voice:
+        """The voice for one reply sentence: `voice`, in a delivery style that follows the user.
+
+        A reply's first sentence gets the cheap part only: first audio waits for it (speech/tts/style.py)."""
+        if not self.reply_style:
+            return self.voice
+        return styled(self.voice, choose_style(self.conversation.user_emotions, sentence), first=first)
 
 
 class AssistantTurn:
@@ -393,7 +404,8 @@ class AssistantTurn:
                 prerendered: list[bytes] | None = None
                 if self.hold is not None and not self.hold.is_set():
                     # Render the first piece while the end of the user's turn is being confirmed.
-                    async with contextlib.aclosing(tts.synthesize(piece, voice=s.voice)) as stream:
+                    voice = s.voice_for(piece, first=len(self.spoken) <= 1)  # issue 17: language and style
+                    async with contextlib.aclosing(tts.synthesize(piece, voice=voice)) as stream:
                         prerendered = [pcm async for pcm in stream]
                     await self.hold.wait()
                 message_id = str(uuid.uuid4())
@@ -448,7 +460,9 @@ class AssistantTurn:
         pending = b""
         try:
             async with contextlib.aclosing(
-                _replay(prerendered) if prerendered is not None else tts.synthesize(text, voice=s.voice)
+                _replay(prerendered)
+                if prerendered is not None
+                else tts.synthesize(text, voice=s.voice_for(text, first=len(self.spoken) <= 1))  # issue 17
             ) as stream:
                 async for pcm in stream:
                     pending += pcm

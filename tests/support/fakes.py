@@ -105,12 +105,14 @@ class FakeTTS:
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.voices: list[Voice] = []  # the voice each text was spoken with
         self.crash_on: str | None = None
 
     async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
         if self.crash_on is not None and self.crash_on in text:
             raise RuntimeError(f"speech provider crashed on {text!r}")
         self.spoken.append(text)
+        self.voices.append(voice)
         samples = int(self.sample_rate * 0.06) * max(1, len(text.split()))
         audio = (np.random.default_rng(len(text)).normal(0, 0.05, samples) * 32767).astype("<i2")
         for start in range(0, samples, 2400):

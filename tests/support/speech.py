@@ -165,6 +165,13 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return previous[-1] / max(1, len(ref))
 
 
+def heard_share(reference: str, hypothesis: str) -> float:
+    """Share of the hypothesis's words that occur in the reference: a translation scores near 0, and a
+    reference with extra words (a transcript file's neighbouring line) costs nothing."""
+    ref, hyp = set(_words(reference)), _words(hypothesis)
+    return sum(word in ref for word in hyp) / max(1, len(hyp))
+
+
 _NUMBERS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "10": "ten"}
 
 

@@ -64,6 +64,7 @@ class Speak:
     channels: int = 1
     gate: bool = False
     refuse: tuple[str, ...] = ()  # response formats answered with HTTP 400 (OpenAI's error shape)
+    unknown_fields: tuple[str, ...] = ()  # body fields this server rejects with HTTP 422 (e.g. "instructions")
     force_format: str | None = None
     split_at_odd_bytes: bool = False
     content_type: str | None = None  # override the Content-Type header
@@ -313,6 +314,8 @@ class SpeechStub:
                 await self._hang()
                 return Response(status_code=503)
             return StreamingResponse(self._stream([samples], recorded, hang=True), media_type="audio/pcm")
+        if unknown := [name for name in rule.unknown_fields if name in body]:
+            return _openai_error(422, f"unknown fields: {', '.join(unknown)}")
         asked = str(body.get("response_format", "mp3"))
         if asked in rule.refuse or asked not in ("pcm", "wav"):
             return _openai_error(400, f"response_format {asked!r} is not supported")

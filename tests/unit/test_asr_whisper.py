@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 
 from openevi.speech.asr.registry import ASRError, create_asr
 from openevi.speech.asr.whisper import WhisperASR, assemble_packaged_model
-from tests.support.speech import SENTENCES, speak, word_error_rate
+from tests.support import real_speech
+from tests.support.speech import SENTENCES, heard_share, speak, word_error_rate
 
 # Synthetic speech is harder than real voices for Whisper base; measured WER is ~0.05-0.1.
 MAX_WER = 0.25
@@ -106,3 +108,60 @@ def test_assembly_is_idempotent_and_follows_the_stamp(model_dir: Path) -> None:
 def test_registry_errors() -> None:
     with pytest.raises(ASRError, match="Unknown ASR provider"):
         create_asr("nope")
+
+
+@pytest.fixture(scope="module")
+async def detecting(model_dir: Path) -> AsyncIterator[WhisperASR]:
+    recognizer = WhisperASR(cache_dir=model_dir, language=None)
+    await recognizer.load()
+    yield recognizer
+    await recognizer.aclose()
+
+
+@pytest.mark.parametrize(("speaker", "code"), [
+    ("asterisk-fr-june", "fr"), ("asterisk-it-carlo", "it"), ("asterisk-en-allison", "en"),
+])  # fmt: skip
+async def test_detects_the_language_of_real_speech_and_keeps_its_words(
+    detecting: WhisperASR, speaker: str, code: str
+) -> None:
+    try:
+        prompts = real_speech.utterances(speaker=speaker, min_seconds=2.5, max_seconds=8.0)
+    except real_speech.FetchError as exc:  # a missing corpus is a failure, never a skip
+        pytest.fail(f"could not fetch the real speech corpus: {exc}")
+    for prompt in sorted(prompts, key=lambda u: (-u.duration, u.id))[:3]:
+        transcript = await detecting.transcribe(prompt.load())
+        assert transcript.language == code, (prompt.id, transcript)
+        assert heard_share(prompt.text, transcript.text) >= 0.6, (prompt.text, transcript.text)
+
+
+async def test_an_unsure_detection_uses_the_fallback_language(model_dir: Path) -> None:
+    unsure = WhisperASR(cache_dir=model_dir, language=None, detect_threshold=1.01, fallback_language="it")
+    try:
+        transcript = await unsure.transcribe(speak(SENTENCES[0]))
+    finally:
+        await unsure.aclose()
+    assert transcript.language == "it"  # no language is ever 101 % sure: the fallback is used
+
+
+async def test_a_pinned_language_is_not_detected(asr: WhisperASR) -> None:
+    french = max(real_speech.utterances(speaker="asterisk-fr-june", min_seconds=2.5), key=lambda u: (u.duration, u.id))
+    assert (await asr.transcribe(french.load())).language == "en"  # OPENEVI_ASR_LANGUAGE=en keeps it English
+
+
+async def test_detecting_the_language_costs_no_second_encoder_pass(
+    detecting: WhisperASR, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[tuple[int, ...]] = []
+    original = WhisperModel.encode
+
+    def counting(model: WhisperModel, features: np.ndarray) -> object:
+        encoded.append(features.shape)
+        return original(model, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counting)
+    transcript = await detecting.transcribe(speak(SENTENCES[1]))
+    assert transcript.language == "en" and word_error_rate(SENTENCES[1], transcript.text) < MAX_WER
+    assert len(encoded) == 1  # detection's pass is the transcription's
+    transcript = await detecting.transcribe(speak(SENTENCES[2]))
+    assert len(encoded) == 2  # a new utterance is encoded afresh
+    assert word_error_rate(SENTENCES[2], transcript.text) < MAX_WER

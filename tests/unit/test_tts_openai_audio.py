@@ -14,7 +14,8 @@ from openevi.settings import Settings
 from openevi.speech.tts.base import TTSError
 from openevi.speech.tts.openai_audio import OpenAIAudioTTS, WavDecoder, parse_voice_map
 from openevi.speech.tts.registry import create_tts, provider_options
-from openevi.speech.voices import DEFAULT_VOICE
+from openevi.speech.tts.style import STYLES, styled
+from openevi.speech.voices import DEFAULT_VOICE, Voice
 from tests.support.speech_stub import Fail, Hang, Malformed, Speak, SpeechStub, streaming_wav_header, tone
 
 TEXT = "It opens at nine tomorrow morning."
@@ -261,3 +262,33 @@ def test_wav_decoder_honours_a_known_data_size() -> None:
     decoder = WavDecoder()
     out = decoder.feed(sized + pcm[:100]) + decoder.feed(pcm[100:] + b"LIST\x04\x00\x00\x00junk")
     assert out + decoder.finish() == pcm  # the trailing chunk is not played
+
+
+async def test_a_reply_style_goes_as_instructions_until_the_server_refuses_them(stub: SpeechStub) -> None:
+    comforting = styled(DEFAULT_VOICE, STYLES["comforting"])
+    tts = OpenAIAudioTTS(base_url=stub.base_url)
+    try:
+        await _drain(tts, comforting)
+        assert stub.speeches[-1].body["instructions"] == STYLES["comforting"].instructions
+        await _drain(tts, DEFAULT_VOICE)  # neutral: nothing to say
+        assert "instructions" not in stub.speeches[-1].body
+        stub.speech = Speak(unknown_fields=("instructions",))
+        assert await _drain(tts, comforting)  # refused, then spoken without them
+        await _drain(tts, comforting)
+    finally:
+        await tts.aclose()
+    sent = ["instructions" in r.body for r in stub.speeches]
+    assert sent == [True, False, True, False, False]
+
+
+async def test_instructions_can_be_turned_off(stub: SpeechStub) -> None:
+    tts = OpenAIAudioTTS(base_url=stub.base_url, instructions=False)
+    try:
+        await _drain(tts, styled(DEFAULT_VOICE, STYLES["bright"]))
+    finally:
+        await tts.aclose()
+    assert "instructions" not in stub.speeches[-1].body
+
+
+async def _drain(tts: OpenAIAudioTTS, voice: Voice) -> bytes:
+    return b"".join([c async for c in tts.synthesize(TEXT, voice=voice)])

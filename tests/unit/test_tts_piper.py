@@ -201,3 +201,44 @@ def test_registry_gives_install_hint_for_missing_dependency(tmp_path: Path, monk
     with pytest.raises(TTSError, match=r"definitely_not_installed_xyz.*pip install fake-extra"):
         create_tts("fake")
     sys.modules.pop("openevi_fake_provider", None)
+
+
+def _voice(name: str) -> Voice:
+    return next(voice for voice in VOICES if voice.name == name)
+
+
+def _median_f0(chunks: list[bytes]) -> float:
+    import pyworld
+
+    audio = _samples(chunks).astype(np.float64) / 32768.0
+    f0, times = pyworld.dio(audio, 24_000, f0_floor=60.0, f0_ceil=500.0, frame_period=10.0)
+    f0 = pyworld.stonemask(audio, f0, times, 24_000)
+    return float(np.median(f0[f0 > 0]))
+
+
+async def test_derived_voices_speak_joes_model_higher_or_lower(tts: PiperTTS) -> None:
+    joe = _median_f0(await _collect(tts, SENTENCE))
+    female = _median_f0(await _collect(tts, SENTENCE, _voice("Nora")))
+    deep = _median_f0(await _collect(tts, SENTENCE, _voice("Hugo")))
+    assert female > 1.3 * joe
+    assert deep < 0.8 * joe
+
+
+async def test_a_shifted_sentence_streams_in_blocks(tts: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = SentenceSpy(monkeypatch)
+    chunks = await _collect(tts, SENTENCE, _voice("Nora"))
+    assert spy.rendered == 1 and len(chunks) >= 2  # one sentence, several blocks
+    assert pcm_duration_ms(chunks[0], tts.sample_rate) < 500
+
+
+async def test_a_voices_pace_scales_piper_length() -> None:
+    quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    engine = PiperTTS(synthesis=quiet)
+    try:
+        joe = len(_samples(await _collect(engine, SENTENCE)))
+        hugo = _voice("Hugo")
+        slower = len(_samples(await _collect(engine, SENTENCE, hugo)))
+    finally:
+        await engine.aclose()
+    # Piper rounds each phoneme's length, so the sentence grows by less than the ratio, but clearly
+    assert hugo.pace == 1.08 and joe * 1.02 < slower < joe * 1.08

@@ -57,7 +57,7 @@ def test_any_reference_resolves_to_a_local_voice(voice_id: str | None, name: str
 def test_library_voices_follow_the_gender_mapping(female_voice: Voice) -> None:
     assert resolve_voice(voice_id=AVA_SONG, provider="HUME_AI") is female_voice
     assert resolve_voice(name="KORA", provider="HUME_AI") is female_voice
-    assert resolve_voice(name="ITO", provider="HUME_AI") is DEFAULT_VOICE  # male → Joe
+    assert resolve_voice(name="ITO", provider="HUME_AI").gender == "male"
     # unknown gender and unknown voices still get the default, never the female voice by accident
     assert resolve_voice(name="WHIMSY", provider="HUME_AI") is DEFAULT_VOICE
     assert resolve_voice(voice_id="custom-123", provider="CUSTOM_VOICE") is DEFAULT_VOICE
@@ -67,8 +67,10 @@ def test_accent_mapping_prefers_the_most_specific_entry(monkeypatch: pytest.Monk
     british = Voice(id="local-gb", name="Alan", engine="piper", model="en_GB-alan-medium", description="test")
     monkeypatch.setattr(voices, "VOICES", (*voices.VOICES, british))
     monkeypatch.setitem(LOCAL_FOR, ("male", "en-GB"), "Alan")
+    # the accent's voice wins over the deeper voice the name suggests (local="Hugo")
     assert resolve_voice(name="Male English Actor", provider="HUME_AI") is british
-    assert resolve_voice(name="Vince Douglas", provider="HUME_AI") is DEFAULT_VOICE  # male, accent unknown
+    assert resolve_voice(name="Colton Rivers", provider="HUME_AI") is local_voice_for("male", None)  # accent unknown
+    assert resolve_voice(name="Colton Rivers", provider="HUME_AI") is not british
     assert local_voice_for(None, None) is DEFAULT_VOICE
 
 
@@ -122,3 +124,31 @@ def test_public_voice_keeps_what_was_posted_and_fills_the_rest() -> None:
         "name": "Joe",
         "provider": "HUME_AI",
     }
+
+
+def test_every_gendered_library_voice_speaks_with_a_local_voice_of_its_gender() -> None:
+    for library in HUME_LIBRARY:
+        voice = resolve_voice(voice_id=library.id, name=library.name, provider="HUME_AI")
+        if library.gender is None:
+            assert voice is DEFAULT_VOICE, library.name
+        else:
+            assert voice.gender == library.gender, library.name
+    used = {resolve_voice(name=library.name, provider="HUME_AI") for library in HUME_LIBRARY}
+    assert len({v for v in used if v.gender == "female"}) >= 2
+    assert len({v for v in used if v.gender == "male"}) >= 2
+
+
+def test_a_name_suggesting_a_deeper_voice_gets_it() -> None:
+    comforting = resolve_voice(voice_id="99d2cb9c-9011-4ead-8734-641656d3df66", provider="HUME_AI")
+    ito = resolve_voice(name="ITO", provider="HUME_AI")
+    assert comforting.gender == ito.gender == "male"
+    assert comforting.pitch < ito.pitch  # Hugo, lower than the default male voice
+    warm = resolve_voice(name="Warm American Female", provider="HUME_AI")
+    assert warm.gender == "female" and warm.pitch < resolve_voice(name="Ava Song", provider="HUME_AI").pitch
+
+
+def test_derived_voices_resolve_by_their_own_id_and_name() -> None:
+    for voice in voices.VOICES:
+        assert resolve_voice(voice_id=voice.id) is voice
+        assert resolve_voice(name=voice.name.upper()) is voice
+    assert len({voice.id for voice in voices.VOICES}) == len(voices.VOICES)

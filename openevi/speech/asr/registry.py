@@ -45,6 +45,7 @@ def provider_options(name: str, settings: Settings) -> dict[str, Any]:
         return {
             "model": settings.asr_model,
             "language": language,
+            "fallback_language": settings.asr_fallback_language.strip() or "en",
             "cache_dir": settings.data_dir / "models" / "whisper-base",
         }
     return {}

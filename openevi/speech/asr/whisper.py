@@ -148,13 +148,22 @@ class _ShortWindowModel(WhisperModel):  # type: ignore[misc,unused-ignore]  # un
         self._window = threading.local()
 
     def set_window(self, frames: int | None) -> None:
+        """Set (a number) before one transcription and clear (None) after it, in the same thread."""
         self._window.frames = frames
+        self._window.last = None
 
     def encode(self, features: np.ndarray) -> Any:
         frames: int | None = getattr(self._window, "frames", None)
         if frames is not None and features.shape[-1] > frames:
             features = np.ascontiguousarray(features[..., :frames])
-        return super().encode(features)
+        # Detecting the language encodes the utterance, then transcribing encodes it again: the same
+        # features within one transcription reuse the first encoder output (half the cost of detection).
+        last = getattr(self._window, "last", None)
+        if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
+            return last[1]
+        encoded = super().encode(features)
+        self._window.last = (features, encoded)
+        return encoded
 
 
 class WhisperASR:
@@ -169,6 +178,8 @@ class WhisperASR:
         model_dir: Path | None = None,
         cache_dir: Path | None = None,
         language: str | None = "en",
+        fallback_language: str = "en",
+        detect_threshold: float = 0.75,
         compute_type: str = "int8",
         cpu_threads: int = 2,
         num_workers: int = 1,
@@ -180,12 +191,16 @@ class WhisperASR:
         package fails here, naming the pip command); `model_dir`: a directory, overriding `model`; `cache_dir`:
         where the base model is assembled (default: the user's cache). `language=None` detects
         it per utterance (one more pass). `window_s`: minimum encoder window in seconds for short
-        utterances (None = Whisper's 30 s); the window is the utterance plus `window_margin_s`."""
+        utterances (None = Whisper's 30 s); the window is the utterance plus `window_margin_s`.
+        When detecting, an utterance whose most likely language has a probability under
+        `detect_threshold` (a short "yes", a name) is transcribed as `fallback_language`."""
         self._model_dir = model_dir or resolve_model(model)
         if str(model or "").lower().endswith(".en"):
             language = "en"  # English-only models (tiny.en) can neither detect nor transcribe other languages
         self._cache_dir = cache_dir or default_cache_dir()
         self._language = language
+        self._fallback = fallback_language
+        self._detect_threshold = detect_threshold
         self._compute_type = compute_type
         self._cpu_threads = cpu_threads
         self._num_workers = num_workers
@@ -268,9 +283,10 @@ class WhisperASR:
         model = self._load_sync()
         model.set_window(self._frames(samples.size))
         try:
+            language = self._language or self._detect(model, samples)
             segments, info = model.transcribe(
                 samples,
-                language=self._language,
+                language=language,
                 beam_size=self._beam_size,
                 temperature=0.0,  # no fallback re-decodes: latency over the rare rescue
                 without_timestamps=True,
@@ -282,4 +298,14 @@ class WhisperASR:
             text = "".join(segment.text for segment in segments).strip()
         finally:
             model.set_window(None)
-        return Transcript(text=text, language=info.language or self._language)
+        return Transcript(text=text, language=info.language or language)
+
+    def _detect(self, model: _ShortWindowModel, samples: np.ndarray) -> str:
+        """The utterance's language by Whisper's language token, or the fallback when Whisper is unsure."""
+        if not model.model.is_multilingual:
+            return "en"
+        # The features exactly as transcribe() will encode them (it drops the last frame, then pads), so
+        # its encoder pass reuses the one made here (_ShortWindowModel.encode).
+        features = model.feature_extractor(samples)[..., :-1]
+        language, probability, _ = model.detect_language(features=features)
+        return str(language) if probability >= self._detect_threshold else self._fallback

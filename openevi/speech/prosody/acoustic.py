@@ -25,6 +25,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from openevi.speech.prosody import features as voice
 from openevi.speech.prosody.base import EMOTIONS
+from openevi.speech.prosody.conditioning import condition
 
 __all__ = [
     "EMOTION_VAD",
@@ -51,22 +52,25 @@ Extractor = Callable[[np.ndarray, int], dict[str, float]]
 
 @dataclass(frozen=True)
 class Reference:
-    """Centre and spread ("one standard unit") of each cue for `features.extract`; see docs/prosody.md."""
+    """Centre and spread ("one standard unit") of each cue for `features.extract` on conditioned audio.
+
+    Fitted on real read speech of 8 speakers (benchmarks/prosody_real.py --fit; docs/prosody.md).
+    """
 
     # Pitch level is judged against the nearer of two typical speaking registers (~107 Hz and ~208 Hz),
     # so that an ordinary low or high voice is not read as subdued or excited; see `pitch_level`.
     f0_registers_st: tuple[float, float] = (23.5, 35.0)
     f0_register_sd: float = 2.5
-    f0_range_st: tuple[float, float] = (3.5, 1.5)
-    loudness_p80: float = 0.95  # espeak-ng default (-a 100, about -21 dBFS RMS); compared in doublings
+    f0_range_st: tuple[float, float] = (6.0, 1.9)
+    loudness_p80: float = 0.54  # at conditioning.ACTIVE_LEVEL_DBFS: what is left is the level's dynamics
     loudness_doublings_sd: float = 0.75
-    alpha_ratio_db: tuple[float, float] = (-9.6, 4.0)
-    hammarberg_db: tuple[float, float] = (16.5, 4.0)
-    jitter: tuple[float, float] = (0.02, 0.015)
-    shimmer_db: tuple[float, float] = (1.8, 0.6)
-    hnr_db: tuple[float, float] = (11.0, 2.0)
-    voiced_per_s: tuple[float, float] = (3.8, 0.8)
-    peaks_per_s: tuple[float, float] = (5.3, 1.0)
+    alpha_ratio_db: tuple[float, float] = (-16.9, 3.7)
+    hammarberg_db: tuple[float, float] = (25.7, 4.9)
+    jitter: tuple[float, float] = (0.030, 0.008)
+    shimmer_db: tuple[float, float] = (1.15, 0.25)
+    hnr_db: tuple[float, float] = (11.4, 3.1)
+    voiced_per_s: tuple[float, float] = (2.97, 1.15)
+    peaks_per_s: tuple[float, float] = (5.1, 1.35)
     pause_ratio: tuple[float, float] = (0.05, 0.10)  # one-sided: only pausing more than this counts
 
 
@@ -84,8 +88,9 @@ WEIGHTS: dict[str, dict[str, float]] = {
 }  # fmt: skip
 # A weighted mean of partly independent z-scores varies less than one z-score, hence a gain above 1;
 # it is largest for arousal, whose acoustic evidence is strongest and most consistent, and smallest for
-# valence, whose acoustic evidence is weakest (the words carry valence better; see text_shift).
-CUE_GAIN: dict[str, float] = {"valence": 1.0, "arousal": 3.0, "dominance": 2.0}
+# valence, whose acoustic evidence is weakest (the words carry valence better; see text_shift): on real
+# voices its cues (voice quality, which codecs also move) alone pushed firm read speech to contempt.
+CUE_GAIN: dict[str, float] = {"valence": 0.5, "arousal": 3.0, "dominance": 1.5}
 VAD_LIMIT = 3.0  # soft bound (tanh) of each estimated coordinate, in standard units
 TEXT_GAIN = 2.0  # standard units of valence for text that is wholly positive (t = 1)
 # VADER gives everyday requests a mild positive score ("please", "like": t ≈ 0.3); only the part of |t|
@@ -96,7 +101,9 @@ KERNEL_WIDTH = 0.6  # sigma of the Gaussian kernel, in standard units: neighbour
 # kernel widens with its emotion's distance from the centre beyond this radius: sigma·max(1, |c|/R).
 KERNEL_RADIUS = 1.5
 # Per-dimension kernel weights: how much a mismatch on that axis lowers a score.
-KERNEL_WEIGHTS_ACOUSTIC = (0.35, 1.0, 0.5)  # valence from the voice alone is unreliable
+# From the voice alone, valence is a damped estimate (CUE_GAIN) that still has to count: at 0.35 a firm,
+# level voice sat next to contempt; negative emotions need more than a small valence offset.
+KERNEL_WEIGHTS_ACOUSTIC = (0.8, 1.0, 0.5)
 KERNEL_WEIGHTS_WITH_TEXT = (1.0, 1.0, 0.5)
 FLOOR = 0.01  # score of every emotion when there is no usable speech
 # Where ordinary, calm read speech (the Reference) sits among the emotions, on the PLACEMENTS scale:
@@ -108,7 +115,7 @@ NEUTRAL_PLACEMENT = (0.3, 0.0, 0.3)
 # distance d from neutral as 1 - (1 - NEUTRAL_CEILING)·exp(-d²/2R²). Hume's scores for ordinary speech
 # are mostly 0.0-0.4 with the top few 0.2-0.6; strongly expressive speech reaches 0.7-0.9.
 NEUTRAL_CEILING = 0.4
-INTENSITY_RADIUS = 1.5
+INTENSITY_RADIUS = 2.0  # ordinary read speech varies ~1 unit in arousal: that alone must not look emotional
 MIN_SECONDS = 0.25  # shorter clips are not analysed (pitch needs several periods and frames)
 SILENCE_DBFS = -55.0  # loudest 20 ms frame below this: silence
 FULL_CONFIDENCE_VOICED_S = 0.6  # voiced speech needed for full-strength scores
@@ -345,7 +352,7 @@ def analyze(
     words = text_valence(text) if text else None
     if len(audio) < MIN_SECONDS * sample_rate or _loudest_frame_db(audio, sample_rate // 50) < SILENCE_DBFS:
         return Analysis(scores=flat_scores(), text_valence=words)
-    features = extractor(audio, sample_rate)
+    features = extractor(condition(audio, sample_rate), sample_rate)
     voiced_s = features.get("voiced_s", 0.0)
     confidence = min(max(voiced_s / FULL_CONFIDENCE_VOICED_S, 0.0), 1.0) if math.isfinite(voiced_s) else 0.0
     z = cues(features, reference)

@@ -216,6 +216,7 @@ class OpenAIAudioTTS:
         response_format: str = "pcm",
         pcm_sample_rate: int = 24_000,
         speed: float | None = None,
+        instructions: bool = True,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         quality: str = "HQ",
@@ -234,6 +235,7 @@ class OpenAIAudioTTS:
         self._format: Format = "wav" if response_format == "wav" else "pcm"
         self._pcm_rate = pcm_sample_rate
         self._speed = speed
+        self._instructions = instructions  # send a reply's delivery style; dropped if the server refuses it
         self._quality = quality
         self._headers = auth_headers(api_key)
         self._client = make_client(connect_timeout=connect_timeout, read_timeout=read_timeout, transport=transport)
@@ -253,6 +255,8 @@ class OpenAIAudioTTS:
         }
         if self._speed is not None:
             body["speed"] = self._speed
+        if voice.instructions and self._instructions:
+            body["instructions"] = voice.instructions  # a reply's delivery style (speech/tts/style.py)
         return body
 
     async def synthesize(self, text: str, *, voice: Voice) -> AsyncGenerator[bytes, None]:
@@ -269,6 +273,17 @@ class OpenAIAudioTTS:
                 ) as response:
                     if response.status_code >= 400:
                         message = error_text(await response.aread())
+                        if response.status_code in _REFUSED and voice.instructions and self._instructions:
+                            # A server that does not know `instructions` may refuse the request: say it
+                            # once, and send the style no more.
+                            logger.warning(
+                                "TTS server at %s refused instructions (HTTP %d: %s); not sending them",
+                                self.url, response.status_code, message,
+                            )  # fmt: skip
+                            self._instructions = False
+                            async for pcm in self.synthesize(text, voice=voice):
+                                yield pcm
+                            return
                         if response.status_code in _REFUSED and attempt + 1 < len(formats):
                             logger.warning(
                                 "TTS server at %s refused %s (HTTP %d: %s); trying wav",

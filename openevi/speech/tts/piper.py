@@ -21,6 +21,9 @@ from piper import PiperVoice
 from piper.config import PiperConfig, SynthesisConfig
 
 from openevi.speech.tts.base import TTSError
+from openevi.speech.tts.espeak import ENGINE as ESPEAK_ENGINE
+from openevi.speech.tts.espeak import EspeakTTS
+from openevi.speech.tts.voice_shift import VoiceShift, shift_blocks
 from openevi.speech.voices import Voice
 
 __all__ = ["PiperTTS", "resolve_model"]
@@ -126,6 +129,7 @@ class PiperTTS:
         self._loading: dict[tuple[Path, Path], asyncio.Lock] = {}
         self._jobs: set[_Job] = set()
         self._closed = False
+        self._espeak = EspeakTTS()
 
     async def load(self, voice: Voice, *, warm: bool = True) -> None:
         """Load a voice now (and run one tiny synthesis, as the first ONNX run is several times slower)."""
@@ -141,6 +145,11 @@ class PiperTTS:
             raise TTSError("PiperTTS is closed")
         if not text.strip():
             return
+        if voice.engine == ESPEAK_ENGINE:  # a reply in a language no Piper voice speaks (language_voices.py)
+            async with contextlib.aclosing(self._espeak.synthesize(text, voice=voice)) as stream:
+                async for chunk in stream:
+                    yield chunk
+            return
         piper_voice = await self._voice(voice)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -154,7 +163,7 @@ class PiperTTS:
         # Not awaited: _render reports through the queue and never raises, so a cancelled
         # consumer returns at once while the worker notices the stop flag on its own.
         try:
-            self._pool.submit(self._render, piper_voice, text, job, post)
+            self._pool.submit(self._render, piper_voice, voice, text, job, post)
         except RuntimeError as exc:  # aclose() shut the pool down meanwhile
             self._jobs.discard(job)
             raise TTSError("PiperTTS is closed") from exc
@@ -167,24 +176,48 @@ class PiperTTS:
             job.stop()
             self._jobs.discard(job)
 
-    def _render(self, voice: PiperVoice, text: str, job: _Job, post: Callable[[_Item], None]) -> None:
-        """Worker thread: synthesize sentence by sentence, resample to 24 kHz, post each chunk."""
+    def _synthesis_for(self, model: PiperVoice, voice: Voice) -> SynthesisConfig | None:
+        """The configured synthesis settings, with the voice's pace, noise and volume applied."""
+        if voice.pace == 1.0 and voice.noise == 1.0 and voice.volume == 1.0:
+            return self._synthesis
+        base = self._synthesis or SynthesisConfig()
+        config = model.config
+
+        def scaled(value: float | None, default: float, ratio: float) -> float:
+            return (value if value is not None else default) * ratio
+
+        return dataclasses.replace(
+            base,
+            length_scale=scaled(base.length_scale, config.length_scale, voice.pace),
+            noise_scale=scaled(base.noise_scale, config.noise_scale, voice.noise),
+            noise_w_scale=scaled(base.noise_w_scale, config.noise_w_scale, voice.noise),
+            volume=base.volume * voice.volume,
+        )
+
+    def _render(
+        self, model: PiperVoice, voice: Voice, text: str, job: _Job, post: Callable[[_Item], None]
+    ) -> None:
+        """Worker thread: synthesize sentence by sentence, shift the voice, resample to 24 kHz, post."""
         try:
             if job.stopped:
                 return
-            resampler = soxr.ResampleStream(
-                voice.config.sample_rate, OUTPUT_RATE, 1, dtype="float32", quality=self._quality
-            )
-            for chunk in job.bind(voice).synthesize(text, syn_config=self._synthesis):
-                if job.stopped:
-                    return
-                # Piper renders each sentence as its own utterance (own gain, silent edges), so the
-                # stream is flushed at every sentence end: no audio is held back for the next chunk
-                # and no ~17 ms tail needs a message of its own. clear() readies it for the next one.
-                pcm = resampler.resample_chunk(chunk.audio_float_array, last=True)
-                resampler.clear()
-                if pcm.size:
-                    post(_to_int16(pcm))
+            rate = model.config.sample_rate
+            resampler = soxr.ResampleStream(rate, OUTPUT_RATE, 1, dtype="float32", quality=self._quality)
+            shift = VoiceShift(pitch=voice.pitch, formant=voice.formant, pitch_range=voice.pitch_range)
+            for chunk in job.bind(model).synthesize(text, syn_config=self._synthesis_for(model, voice)):
+                # A shifted voice comes in blocks, the first one short, so first audio waits for
+                # ~0.3 s of the sentence to be transformed rather than all of it.
+                for piece, last in shift_blocks(chunk.audio_float_array, rate, shift):
+                    if job.stopped:
+                        return
+                    # Piper renders each sentence as its own utterance (own gain, silent edges), so the
+                    # stream is flushed at every sentence end: no audio is held back for the next chunk
+                    # and no ~17 ms tail needs a message of its own. clear() readies it for the next one.
+                    pcm = resampler.resample_chunk(piece.astype(np.float32), last=last)
+                    if last:
+                        resampler.clear()
+                    if pcm.size:
+                        post(_to_int16(pcm))
         except Exception as exc:
             if not job.stopped:  # an aborted run raises too; that is not a failure
                 logger.exception("Piper synthesis failed")

@@ -41,6 +41,7 @@ def provider_options(name: str, settings: Settings) -> dict[str, Any]:
             "response_format": settings.tts_remote_format,
             "pcm_sample_rate": settings.tts_remote_sample_rate,
             "speed": settings.tts_remote_speed,
+            "instructions": settings.reply_style,
             "connect_timeout": settings.tts_connect_timeout_s,
             "read_timeout": settings.tts_read_timeout_s,
         }
