@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
-import pytest
 
 from openevi.chat.context import Conversation
 from openevi.speech.language_voices import voice_for_language
@@ -13,7 +10,6 @@ from openevi.speech.tts.espeak import ENGINE, EspeakTTS, espeak_voice_name
 from openevi.speech.tts.piper import PiperTTS
 from openevi.speech.voices import DEFAULT_VOICE, VOICES
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (Debian package)")
 NORA = next(voice for voice in VOICES if voice.name == "Nora")
 
 
@@ -48,7 +44,6 @@ def test_a_voice_of_the_language_reads_the_reply() -> None:
     assert voice_for_language(DEFAULT_VOICE, "EN-us") is DEFAULT_VOICE
 
 
-@needs_espeak
 def test_other_languages_fall_back_to_espeak_with_the_personas_gender() -> None:
     french_female = voice_for_language(NORA, "fr")
     assert (french_female.engine, french_female.model, french_female.gender) == (ENGINE, "fr+f3", "female")
@@ -60,7 +55,6 @@ def test_other_languages_fall_back_to_espeak_with_the_personas_gender() -> None:
     assert voice_for_language(NORA, "zz") is NORA
 
 
-@needs_espeak
 async def test_espeak_voice_speaks_through_the_local_tts() -> None:
     voice = voice_for_language(NORA, "fr")
     tts = PiperTTS()
@@ -73,7 +67,6 @@ async def test_espeak_voice_speaks_through_the_local_tts() -> None:
     assert 0.8 < audio.size / 24_000 < 5 and np.sqrt(np.mean(audio**2)) > 300
 
 
-@needs_espeak
 async def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() -> None:
     voice = voice_for_language(DEFAULT_VOICE, "fr")
     chunks = [chunk async for chunk in EspeakTTS().synthesize("--version", voice=voice)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ async def _spoken_voices(tmp_path: Path, heard: HeardTurn, **settings: object) -
     session = engine.session(None)
     queue = session.subscribe()
     await session.start(resumed=False, session_settings=None)
-    await session._heard(heard, 0)
+    await session.floor.heard(heard)
     await receive_until(queue, "assistant_end")
     await session.close(ChatStatus.USER_ENDED, reason="bye")
     return engine, [m.content for m in engine.model.requests[0].messages if m.role == "system"]
@@ -99,7 +98,6 @@ async def test_the_setting_turns_the_style_off(tmp_path: Path) -> None:
     assert engine.tts.voices == [DEFAULT_VOICE, DEFAULT_VOICE]
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (Debian package)")
 async def test_a_french_turn_is_answered_in_french_by_a_french_voice(tmp_path: Path) -> None:
     engine, system = await _spoken_voices(tmp_path, HeardTurn("J'ai perdu mon travail", 0, 900, None, "fr"))
     assert system[0].endswith("The user is speaking French. Answer in French.")
