@@ -20,6 +20,7 @@ from openevi.audio.decode import AudioDecoder, DecodeError
 from openevi.chat.config import TurnDetection
 from openevi.chat.tasks import TaskScope
 from openevi.chat.turn_detection import (
+    EndOfTurnRule,
     SilenceStarted,
     SpeechOngoing,
     SpeechResumed,
@@ -92,9 +93,11 @@ class Listener:
         on_early: Callable[[HeardTurn], Awaitable[None]] | None = None,
         on_resumed: Callable[[], Awaitable[None]] | None = None,
         tasks: TaskScope | None = None,
+        end_of_turn: EndOfTurnRule | None = None,
     ) -> None:
         """`tasks`: the chat's task scope, which then owns (and at the end cancels) the listener's
-        tasks; without one the listener has its own, closed by `aclose`."""
+        tasks; without one the listener has its own, closed by `aclose`. `end_of_turn`: a trained
+        model judges each silence (OPENEVI_TURN_DETECTOR=smart-turn); None: silence alone."""
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
         self._frame = vad.frame_samples
@@ -106,6 +109,7 @@ class Listener:
             end_of_turn_silence_ms=turn_detection.end_of_turn_silence_ms,
             sample_rate=self.sample_rate,
             frame_samples=self._frame,
+            rule=end_of_turn,
         )
         self._min_interruption_ms = min_interruption_ms
         self._verbose = verbose
@@ -193,6 +197,7 @@ class Listener:
             case SilenceStarted(at_ms=at_ms, audio=audio):
                 self._mark("speech_end")
                 self._speculate(audio, begin_ms=self._turn_begin_ms, end_ms=int(at_ms))
+                self._judge_silence(event)  # end-of-turn model hook (issue 16 item 2)
             case SpeechResumed():
                 self._mark("speech_resumed")
                 self._cancel_speculation()
@@ -205,6 +210,19 @@ class Listener:
                     self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting),
                     name="listener-finish-turn",
                 )
+
+    def _judge_silence(self, silence: SilenceStarted) -> None:
+        """The end-of-turn model judges this silence off the event loop; its verdict may end the
+        turn early (complete) or hold it open longer (unfinished). Events it yields are handled
+        like the VAD's, so a TurnEnded from here finishes the turn the usual way."""
+        if self._detector.rule is None:
+            return
+
+        async def judge() -> None:
+            for event in await self._detector.judge(silence):
+                await self._on_event(event)
+
+        self._tasks.spawn(judge(), name="listener-end-of-turn")
 
     def _speculate(self, audio: np.ndarray, *, begin_ms: int, end_ms: int) -> None:
         """Start transcribing (and scoring) what was said so far, before the turn is certain."""

@@ -576,6 +576,7 @@ class ChatSession:
             on_early=lambda heard: self._heard_early(heard, offset_ms),
             on_resumed=self._user_resumed,
             tasks=self.tasks,
+            end_of_turn=rt.end_of_turn,
             on_audio=lambda samples, at_ms: (
                 self.recorder.user_audio(samples, at_ms=offset_ms + at_ms) if self.recorder is not None else None
             ),
