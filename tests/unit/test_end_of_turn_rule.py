@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
+from openevi.chat.config import TurnDetection
+from openevi.chat.listener import HeardTurn, Listener
 from openevi.chat.turn_detection import (
     EndOfTurnRule,
     SilenceStarted,
@@ -14,6 +17,8 @@ from openevi.chat.turn_detection import (
     TurnEvent,
     TurnJudged,
 )
+from openevi.speech.asr.base import ASRCapabilities, Transcript
+from tests.support.fakes import LoudnessVAD
 
 FRAME = 512
 FRAME_MS = 32.0
@@ -37,6 +42,19 @@ class ScriptedTurnModel:
 
     async def load(self) -> None:
         pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FixedASR:
+    capabilities = ASRCapabilities(streaming=False, sample_rate=16_000)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
+        return Transcript(self.text, "en")
 
     async def aclose(self) -> None:
         pass
@@ -163,3 +181,80 @@ async def test_checks_run_concurrently_with_the_frames() -> None:
         assert not [e for e in detector.push(np.zeros(FRAME, dtype=np.float32), 0.0) if isinstance(e, TurnEnded)]
     gate.set()
     assert [type(e) for e in await pending] == [TurnJudged, TurnEnded]
+
+
+# --- the listener's hook: the verdict reaches the detector while frames keep arriving -------------
+
+
+class _Ear:
+    """A Listener on a loudness VAD and a fixed transcript; records at which frame each turn ended."""
+
+    def __init__(self, model: ScriptedTurnModel | None) -> None:
+        self.frame = 0
+        self.turn_end_frames: list[int] = []
+        self.turns: list[HeardTurn] = []
+
+        async def on_turn(turn: HeardTurn) -> None:
+            self.turns.append(turn)
+
+        def on_mark(stage: str) -> None:
+            if stage == "turn_end":
+                self.turn_end_frames.append(self.frame)
+
+        self.listener = Listener(
+            vad=LoudnessVAD(),
+            asr=FixedASR("hello there"),
+            prosody=None,
+            turn_detection=TurnDetection(
+                end_of_turn_silence_ms=800, prefix_padding_ms=0, speech_detection_threshold=0.5
+            ),
+            min_interruption_ms=800,
+            verbose=False,
+            on_turn=on_turn,
+            on_speech=_ignore_speech,
+            on_interim=lambda *a: None,
+            on_error=lambda message: pytest.fail(message),
+            on_mark=on_mark,
+            end_of_turn=EndOfTurnRule(model, min_silence_ms=200, max_silence_ms=2000) if model else None,
+        )
+        self.listener.configure_pcm(16_000, 1)
+
+    async def hear(self, pattern: str) -> None:
+        """'s' = a loud frame, '.' = a quiet one; the loop runs between frames, as with a live socket."""
+        for c in pattern:
+            await self.listener.push((np.full(FRAME, 0.5 if c == "s" else 0.0) * 32767).astype("<i2").tobytes())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            self.frame += 1
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await self.listener.aclose()
+
+
+async def _ignore_speech(span_ms: int) -> None:
+    pass
+
+
+def _quiet_ms(ms: int) -> str:
+    return "." * _frames(ms)
+
+
+async def test_listener_ends_a_complete_sounding_turn_after_the_short_silence() -> None:
+    ear = _Ear(ScriptedTurnModel(0.9))
+    speech = "s" * _frames(1000)
+    await ear.hear(speech + _quiet_ms(3000))
+    assert len(ear.turns) == 1 and ear.turns[0].text == "hello there"
+    silence_frames = ear.turn_end_frames[0] + 1 - len(speech)  # frames of silence heard by then
+    assert 200 <= silence_frames * FRAME_MS < 800  # ended on the model's word, before the window
+
+
+async def test_listener_holds_an_unfinished_sounding_pause_open() -> None:
+    ear = _Ear(ScriptedTurnModel(0.1, 0.9))
+    await ear.hear("s" * _frames(800) + _quiet_ms(1200) + "s" * _frames(800) + _quiet_ms(3000))
+    assert len(ear.turns) == 1  # the 1.2 s pause did not end the turn
+
+
+async def test_listener_without_a_model_ends_turns_on_the_silence_window() -> None:
+    ear = _Ear(None)
+    await ear.hear("s" * _frames(800) + _quiet_ms(1200) + "s" * _frames(800) + _quiet_ms(3000))
+    assert len(ear.turns) == 2  # the same pause splits the turn in two
