@@ -133,7 +133,12 @@ def end_of_turn_rule(settings: Settings) -> EndOfTurnRule | None:
         return None
     if model is None:
         return None
-    return EndOfTurnRule(model, settings.turn_min_silence_ms, settings.turn_max_silence_ms)
+    return EndOfTurnRule(
+        model,
+        settings.turn_min_silence_ms,
+        settings.turn_max_silence_ms,
+        confirm_by_words=settings.turn_confirm_by_words,
+    )
 
 
 def _optional(kind: str, make: Callable[[], T]) -> T | None:

@@ -213,13 +213,23 @@ class Listener:
 
     def _judge_silence(self, silence: SilenceStarted) -> None:
         """The end-of-turn model judges this silence off the event loop; its verdict may end the
-        turn early (complete) or hold it open longer (unfinished). Events it yields are handled
-        like the VAD's, so a TurnEnded from here finishes the turn the usual way."""
-        if self._detector.rule is None:
+        turn early (complete) or hold it open longer (unfinished). With `confirm_by_words`, the
+        speculative transcript started for this silence is then read for a mid-phrase ending. Events
+        are handled like the VAD's, so a TurnEnded from here finishes the turn the usual way."""
+        rule = self._detector.rule
+        if rule is None:
             return
+        spec = self._speculation if rule.confirm_by_words else None
 
         async def judge() -> None:
             for event in await self._detector.judge(silence):
+                await self._on_event(event)
+            if spec is None:
+                return
+            await asyncio.wait({spec.transcript})
+            if spec.transcript.cancelled() or spec.transcript.exception() is not None:
+                return  # speech resumed, or no words: the silence window applies
+            for event in self._detector.heard(silence.at_ms, spec.transcript.result().text):
                 await self._on_event(event)
 
         self._tasks.spawn(judge(), name="listener-end-of-turn")

@@ -13,13 +13,18 @@ Hysteresis: speech starts or resumes at `prob >= threshold` but only counts as s
 With an `EndOfTurnRule` (OPENEVI_TURN_DETECTOR=smart-turn) a trained model judges each silence from
 the turn's audio (`judge`, asynchronous: the model runs in a thread): a turn that sounds complete
 ends after `min_silence_ms`, one that sounds unfinished waits up to `max_silence_ms`; until the
-verdict arrives (or if the model fails) the silence window applies as before.
+verdict arrives (or if the model fails) the silence window applies as before. With
+`confirm_by_words`, a "complete" verdict the model is not sure of holds only once the turn's
+speculative transcript is in (`heard`) and ends like a sentence: "And so my fellow Americans" (no
+full stop) or "… for the." keep the turn open. The final user_message waits for that transcript
+anyway, so the confirmation costs it little time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,7 +45,29 @@ __all__ = [
     "TurnEnded",
     "TurnEvent",
     "TurnJudged",
+    "finishes_sentence",
 ]
+
+# Words an English phrase does not end on: conjunctions, articles, prepositions, possessives, auxiliaries.
+# fmt: off
+MID_PHRASE_WORDS = frozenset((
+    "and", "but", "or", "nor", "so", "because", "if", "when", "while", "although", "though", "than", "that",
+    "which", "who", "whose", "whom", "the", "a", "an", "this", "these", "those", "my", "your", "our",
+    "their", "his", "her", "its", "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "into",
+    "onto", "over", "under", "through", "between", "after", "before", "is", "are", "was", "were", "be",
+    "been", "am", "will", "would", "can", "could", "should", "shall", "may", "might", "must", "do", "does",
+    "did", "has", "have", "had", "not", "no", "very",
+))
+# fmt: on
+
+
+def finishes_sentence(text: str) -> bool:
+    """Whether a transcript ends like a finished sentence: on ".", "?" or "!" (Whisper punctuates what
+    it hears as finished, and leaves a trailing clause bare or with a comma), and not on a word a
+    phrase cannot end on ("… for the.")."""
+    text = text.strip()
+    words = re.findall(r"[a-z']+", text.lower())
+    return bool(words) and bool(re.search(r"[.?!\u2026]$", text)) and words[-1] not in MID_PHRASE_WORDS
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,10 @@ class EndOfTurnRule:
     """An unfinished-sounding turn waits this long (never less than the silence window)."""
     threshold: float = 0.5
     """P(complete) above this is complete."""
+    confirm_by_words: bool = False
+    """A complete verdict waits for the turn's transcript; one that does not finish a sentence overrules it."""
+    sure: float = 0.9
+    """With `confirm_by_words`: P(complete) above this needs no words."""
 
 
 class _State(Enum):
@@ -155,6 +186,8 @@ class TurnDetector:
         self._silence_ms = 0.0  # start of the current trailing silence
         self._kept = 0  # frames of the turn that TurnEnded keeps (up to the first quiet frame)
         self._complete: bool | None = None  # the model's verdict on the current silence, once known
+        self._sure = False  # the verdict needs no confirmation by words
+        self._sentence: bool | None = None  # whether its transcript finishes a sentence, once known
         self._padding.clear()
 
     def push(self, frame: np.ndarray, probability: float) -> list[TurnEvent]:
@@ -171,6 +204,7 @@ class TurnDetector:
                 self._state = _State.TRAILING
                 self._silence_ms = at_ms
                 self._complete = None
+                self._sentence = None
                 self._kept = len(self._turn)
                 return [SilenceStarted(at_ms, self._audio())]
             if probability >= self.threshold:
@@ -191,7 +225,13 @@ class TurnDetector:
         """How long the current silence must last to end the turn, given the model's verdict."""
         if self.rule is None or self._complete is None:
             return self.end_of_turn_silence_ms
-        if self._complete:
+        if self._complete and not self._sure and self.rule.confirm_by_words:
+            if self._sentence is None:
+                return self.end_of_turn_silence_ms  # waiting for the words (if they never come: the window)
+            complete = self._sentence
+        else:
+            complete = self._complete
+        if complete:
             return min(self.rule.min_silence_ms, self.end_of_turn_silence_ms)
         return max(self.rule.max_silence_ms, self.end_of_turn_silence_ms)
 
@@ -214,10 +254,21 @@ class TurnDetector:
         if self.rule is None or self._state is not _State.TRAILING or silence_at_ms != self._silence_ms:
             return []
         self._complete = probability > self.rule.threshold
+        self._sure = probability > self.rule.sure
         events: list[TurnEvent] = [TurnJudged(silence_at_ms, probability, self._complete)]
+        return events + self._end_if_due()
+
+    def heard(self, silence_at_ms: float, text: str) -> list[TurnEvent]:
+        """The transcript of the turn up to the silence that began at `silence_at_ms` (`confirm_by_words`)."""
+        if self.rule is None or self._state is not _State.TRAILING or silence_at_ms != self._silence_ms:
+            return []
+        self._sentence = finishes_sentence(text)
+        return self._end_if_due()
+
+    def _end_if_due(self) -> list[TurnEvent]:
         if self._frames * self.frame_ms - self._silence_ms >= self.silence_limit_ms:
-            events.append(self._end())
-        return events
+            return [self._end()]
+        return []
 
     def flush(self) -> list[TurnEvent]:
         """End of input: a turn in progress ends now."""

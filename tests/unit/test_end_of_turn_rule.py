@@ -16,6 +16,7 @@ from openevi.chat.turn_detection import (
     TurnEnded,
     TurnEvent,
     TurnJudged,
+    finishes_sentence,
 )
 from openevi.speech.asr.base import ASRCapabilities, Transcript
 from tests.support.fakes import LoudnessVAD
@@ -258,3 +259,75 @@ async def test_listener_without_a_model_ends_turns_on_the_silence_window() -> No
     ear = _Ear(None)
     await ear.hear("s" * _frames(800) + _quiet_ms(1200) + "s" * _frames(800) + _quiet_ms(3000))
     assert len(ear.turns) == 2  # the same pause splits the turn in two
+
+
+# --- confirm_by_words: an unsure "complete" waits for the speculative transcript to finish a sentence
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("Please enter the conference pin number.", True),
+        ("Is it open on Sunday?", True),
+        ("Thanks!", True),
+        ("And so my fellow Americans", False),  # Whisper leaves a clause that goes on bare
+        ("And so, my fellow Americans,", False),
+        ("I would like to book a table for.", False),
+        ("Please enter the", False),
+        ("", False),
+    ],
+)
+def test_finishes_sentence(text: str, finished: bool) -> None:
+    assert finishes_sentence(text) is finished
+
+
+def _silence_of(detector: TurnDetector, speech_ms: int, quiet_ms: int) -> SilenceStarted:
+    events: list[TurnEvent] = []
+    for prob in [0.9] * _frames(speech_ms) + [0.0] * _frames(quiet_ms):
+        events += detector.push(np.zeros(FRAME, dtype=np.float32), prob)
+    silence = [e for e in events if isinstance(e, SilenceStarted)]
+    assert len(silence) == 1 and not [e for e in events if isinstance(e, TurnEnded)]
+    return silence[0]
+
+
+def _confirming_detector() -> TurnDetector:
+    rule = EndOfTurnRule(ScriptedTurnModel(), min_silence_ms=200, max_silence_ms=2000, confirm_by_words=True)
+    return TurnDetector(0.5, prefix_padding_ms=0, end_of_turn_silence_ms=800, rule=rule)
+
+
+def _quiet(detector: TurnDetector, ms: int) -> list[TurnEvent]:
+    events: list[TurnEvent] = []
+    for _ in range(_frames(ms)):
+        events += detector.push(np.zeros(FRAME, dtype=np.float32), 0.0)
+    return [e for e in events if isinstance(e, TurnEnded)]
+
+
+def test_an_unsure_complete_verdict_waits_for_words_that_finish_a_sentence() -> None:
+    detector = _confirming_detector()
+    silence = _silence_of(detector, 1000, 96)
+    assert [type(e) for e in detector.verdict(silence.at_ms, 0.8)] == [TurnJudged]
+    assert _quiet(detector, 300) == []  # past the short silence: still open, the words are not in
+    assert [type(e) for e in detector.heard(silence.at_ms, "I'd like a coffee, please.")] == [TurnEnded]
+
+
+def test_words_that_go_on_overrule_an_unsure_complete_verdict() -> None:
+    detector = _confirming_detector()
+    silence = _silence_of(detector, 1000, 300)
+    detector.verdict(silence.at_ms, 0.86)
+    assert detector.heard(silence.at_ms, "And so my fellow Americans") == []
+    assert detector.silence_limit_ms == 2000  # held open like an unfinished-sounding turn
+    assert len(_quiet(detector, 2000)) == 1
+
+
+def test_a_sure_complete_verdict_needs_no_words() -> None:
+    detector = _confirming_detector()
+    silence = _silence_of(detector, 1000, 96)
+    detector.verdict(silence.at_ms, 0.97)
+    assert len(_quiet(detector, 200)) == 1
+
+
+def test_without_words_an_unsure_complete_verdict_falls_back_to_the_window() -> None:
+    detector = _confirming_detector()
+    silence = _silence_of(detector, 1000, 96)
+    detector.verdict(silence.at_ms, 0.8)
+    assert detector.silence_limit_ms == 800
