@@ -214,7 +214,7 @@ class Listener:
     def _judge_silence(self, silence: SilenceStarted) -> None:
         """The end-of-turn model judges this silence off the event loop; its verdict may end the
         turn early (complete) or hold it open longer (unfinished). With `confirm_by_words`, the
-        speculative transcript started for this silence is then read for a mid-phrase ending. Events
+        speculative transcript started for this silence then confirms an unsure "complete". Events
         are handled like the VAD's, so a TurnEnded from here finishes the turn the usual way."""
         rule = self._detector.rule
         if rule is None:
