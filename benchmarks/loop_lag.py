@@ -3,7 +3,8 @@
 The server runs in a wrapper (`--serve`) that adds a lag probe to its event loop: every 5 ms it
 sleeps and records how late it woke up (what every chat in the process waits on top of its own
 work). The client opens `--chats` chats at once; each streams a MediaRecorder-like webm/opus stream
-(espeak-ng questions with 1.5 s pauses) as `audio_input` chunks of 100 ms at real-time pace, and
+(espeak-ng questions with 2.5 s pauses) as `audio_input` chunks cut every 100 ms of the clock (as a
+MediaRecorder timeslice: opus is variable-rate, so byte slices would not be real time), and
 measures, per turn, the time from the end of the question to the first `audio_output`.
 
     .venv/bin/python benchmarks/loop_lag.py --chats 8 --turns 4
@@ -33,6 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PROBE_S = 0.005
+SLICE_S = 0.1  # MediaRecorder timeslice
 
 
 def serve(port: int, lag_file: Path) -> None:
@@ -75,15 +77,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def chat(base_url: str, api_key: str, data: bytes, speech_ends: list[float], seconds: float) -> list[float]:
-    """One voice chat; ms from each question's end to the first audio_output after it."""
+async def chat(base_url: str, api_key: str, chunks: list[bytes], speech_ends: list[float]) -> list[float]:
+    """One voice chat; ms from each question's end to the first audio_output after it.
+
+    Chunk i is sent at i * 100 ms, as a MediaRecorder hands out its timeslices: by the clock."""
     from hume import AsyncHumeClient
     from hume.empathic_voice import AudioInput
 
     client = AsyncHumeClient(api_key=api_key, base_url=base_url)
     latencies: list[float] = []
-    chunks = max(1, int(seconds / 0.1))
-    step = len(data) // chunks + 1
     async with client.empathic_voice.chat.connect() as socket:
         await socket.recv()
         first_audio: list[float] = []
@@ -97,9 +99,9 @@ async def chat(base_url: str, api_key: str, data: bytes, speech_ends: list[float
         read = asyncio.create_task(reader())
         start = time.perf_counter()
         clock = start
-        for offset in range(0, len(data), step):
-            await socket.send_publish(AudioInput(data=base64.b64encode(data[offset : offset + step]).decode()))
-            clock += 0.1
+        for chunk in chunks:
+            await socket.send_publish(AudioInput(data=base64.b64encode(chunk).decode()))
+            clock += SLICE_S
             await asyncio.sleep(max(0.0, clock - time.perf_counter()))
         await asyncio.sleep(3.0)  # the last answer
         read.cancel()
@@ -111,12 +113,12 @@ async def chat(base_url: str, api_key: str, data: bytes, speech_ends: list[float
     return latencies
 
 
-def stream(turns: int) -> tuple[bytes, list[float], float]:
-    """A webm/opus stream of `turns` questions with pauses; the end offsets of the questions."""
+def stream(turns: int) -> tuple[list[bytes], list[float]]:
+    """A webm/opus stream of `turns` questions with pauses, in 100 ms timeslices; the questions' ends."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from tests.support.speech import RATE, encode, speak
+    from tests.support.speech import RATE, encode_timesliced, speak
 
     questions = ["What time does the museum open", "Is it going to rain today", "How far is the station"]
     parts, ends, at = [], [], 0.0
@@ -128,12 +130,12 @@ def stream(turns: int) -> tuple[bytes, list[float], float]:
         parts += [speech, pause]
         at += (speech.size + pause.size) / RATE
     audio = np.concatenate(parts)
-    return encode(audio, fmt="webm", codec="libopus"), ends, audio.size / RATE
+    return encode_timesliced(audio, slice_ms=round(SLICE_S * 1000)), ends
 
 
 async def clients(base_url: str, api_key: str, n: int, turns: int) -> list[float]:
-    data, ends, seconds = stream(turns)
-    results = await asyncio.gather(*(chat(base_url, api_key, data, ends, seconds) for _ in range(n)))
+    chunks, ends = stream(turns)
+    results = await asyncio.gather(*(chat(base_url, api_key, chunks, ends) for _ in range(n)))
     return [x for r in results for x in r]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,10 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openevi import __version__
+from openevi import __version__, metrics, tracing
 from openevi.api import audio, chat_ws, chats, control, oauth, twilio
 from openevi.api.auth import Authenticator
+from openevi.api.drain import Drain
 from openevi.api.errors import error_body, install_error_handlers
+from openevi.api.operations import HttpTelemetry, metrics_router, readiness_router
 from openevi.api.quotas import ChatAdmission
 from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.api.revocation import RevocationWatcher
@@ -25,10 +28,10 @@ from openevi.bootstrap import announce, ensure_default_key
 from openevi.bus.base import ChatBus
 from openevi.bus.memory import MemoryBus
 from openevi.chat.instances import InstanceSweeper
+from openevi.chat.metered import metered_asr, metered_language_model, metered_prosody, metered_tts
 from openevi.chat.presence import SessionBus
 from openevi.chat.recovery import close_orphans, instance_id_for
-from openevi.chat.runtime import ChatRuntime, warm_up
-from openevi.chat.session import ChatSession
+from openevi.chat.runtime import ChatRuntime, LiveChats, warm_up
 from openevi.chat.turn_detection import EndOfTurnRule
 from openevi.llm.registry import create_language_model
 from openevi.logging_setup import install_redaction
@@ -177,10 +180,13 @@ UPLOAD_DRAIN_S = 10.0
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the lifespan connects the store and makes the first key."""
     settings = settings or Settings()
+    drain = Drain(settings.drain_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()  # no ?api_key= in the logs, however the server was started
+        metrics.configure(account_labels=settings.metrics_account_labels)
+        tracing.configure_from_env()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
@@ -200,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Worker processes share the data dir; each is an instance of its own.
             instance_id = f"{instance_id}-{secrets.token_hex(4)}"
         bus = await _create_bus(settings, instance_id)
-        sessions: dict[str, ChatSession] = {}
+        sessions = LiveChats()
         app.state.bus = SessionBus(bus, sessions)
         app.state.webhooks = WebhookDispatcher(factory, settings)
         app.state.webhooks.start()
@@ -214,27 +220,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             db=factory,
             bus=app.state.bus,
-            tts=create_tts(settings.tts_provider, **tts_options(settings.tts_provider, settings)),
-            language_model=lambda spec, key: create_language_model(spec, settings, api_key=key),
+            tts=metered_tts(create_tts(settings.tts_provider, **tts_options(settings.tts_provider, settings))),
+            language_model=lambda spec, key: metered_language_model(create_language_model(spec, settings, api_key=key)),
             notify_webhooks=app.state.webhooks.notify,
             instance_id=instance_id,
             sessions=sessions,
             on_recording_finished=spool.finished,
             vad=_optional("vad", lambda: create_vad(settings.vad_provider)),
-            asr=_optional(
-                "asr",
-                lambda: create_asr(settings.asr_provider, **asr_options(settings.asr_provider, settings)),
+            asr=metered_asr(
+                _optional(
+                    "asr",
+                    lambda: create_asr(settings.asr_provider, **asr_options(settings.asr_provider, settings)),
+                )
             ),
-            prosody=_optional(
-                "prosody",
-                lambda: create_prosody(
-                    settings.prosody_provider, **prosody_options(settings.prosody_provider, settings)
-                ),
+            prosody=metered_prosody(
+                _optional(
+                    "prosody",
+                    lambda: create_prosody(
+                        settings.prosody_provider, **prosody_options(settings.prosody_provider, settings)
+                    ),
+                )
             ),
             end_of_turn=end_of_turn_rule(settings),
         )
         app.state.chat_runtime = runtime
-        app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions)
+        app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions, draining=lambda: drain.draining)
+        drain.install(runtime)
         app.state.revocations = RevocationWatcher(
             app.state.chat_admission, factory, interval_s=settings.revocation_check_interval_s
         )
@@ -268,6 +279,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.webhooks.stop()
             await app.state.bus.close()
             await engine.dispose()
+            metrics.process_exited(os.getpid())
+            tracing.shutdown()
 
     app = FastAPI(
         title="openevi",
@@ -276,6 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    app.state.drain = drain
     install_error_handlers(app)
     _install_store_error_handlers(app)
     for router in (
@@ -289,12 +303,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         twilio.router,
         audio.router,
         web_router,
+        readiness_router,
     ):
         app.include_router(router)
+    if settings.metrics:
+        app.include_router(metrics_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(HttpTelemetry)
     return app

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if value is not None:
                 os.environ[f"OPENEVI_{name.upper()}"] = str(value)
         os.environ["OPENEVI_WORKERS"] = str(workers)
+        _share_metrics(settings)
         # Migrate and make the first key once, here: workers starting together on a fresh database
         # would each try to create the tables and a key of their own.
         _with_store(settings, lambda factory: _bootstrap(factory, settings))
@@ -78,6 +80,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     uvicorn.run(create_app(settings), http=http_protocol(settings.http_header_timeout_s), **common)
     return 0
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Workers write metrics to files in one directory so any of them can serve the sum (openevi/metrics.py)."""
+    from openevi.metrics import MULTIPROCESS_ENV
+
+    if os.environ.get(MULTIPROCESS_ENV):
+        return  # the operator's own directory (they clear it between runs)
+    directory = settings.data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)  # samples of a previous run's processes
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(directory)
 
 
 async def _bootstrap(factory: Any, settings: Settings) -> int:

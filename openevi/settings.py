@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=1.0, gt=0)
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
 
+    # Operations (openevi/metrics.py, openevi/api/operations.py; docs/deploy.md "Metrics", "Deploys").
+    metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus text format).")
+    metrics_account_labels: bool = Field(default=False, description="Label chat counts with account ids.")
+    # On SIGTERM: how long live chats may go on before they are ended (close code 1012) and the process exits.
+    drain_timeout_s: float = Field(default=300.0, ge=0)
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL to use, defaulting to SQLite inside the data dir."""

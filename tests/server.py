@@ -92,6 +92,8 @@ class ServerProcess:
             # Test stubs (language models, webhook receivers) listen on loopback, which tenant URLs may
             # not reach by default; tests of the refusal override this in extra_env.
             OPENEVI_OUTBOUND_ALLOW="127.0.0.1/32,::1/128",
+            # stop() sends SIGTERM, which drains: chats a test left open end well within stop()'s wait.
+            OPENEVI_DRAIN_TIMEOUT_S="5",
         )
         if self.database_url:
             env["OPENEVI_DATABASE_URL"] = self.database_url

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 import threading
 import time
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from tests.support import http_stub
 from tests.support.http_stub import QuietHandler
-
-SPEC_ENV = "OPENEVI_SPEC_PATH"
-_SPEC_CANDIDATES = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "evi-rest-openapi.json",
-    Path("/work/shared/spec/evi-rest-openapi.json"),
-)
-
-
-@functools.cache
-def spec() -> dict[str, Any]:
-    """The REST OpenAPI document (beside the repo in `../shared/spec`, or `OPENEVI_SPEC_PATH`)."""
-    candidates = [Path(os.environ[SPEC_ENV])] if os.environ.get(SPEC_ENV) else list(_SPEC_CANDIDATES)
-    for path in candidates:
-        if path.is_file():
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
-    raise FileNotFoundError(f"evi-rest-openapi.json not found; set {SPEC_ENV}")
+from tests.support.spec import load_spec
 
 
 def check_spec(component: str, instance: dict[str, Any]) -> None:
     """Validate against `#/components/schemas/<component>` and require exactly its properties."""
-    components = spec()["components"]
+    components = load_spec()["components"]
     schema = {"$ref": f"#/components/schemas/{component}", "components": components}
     jsonschema.Draft202012Validator(schema).validate(instance)
     assert set(instance) == set(components["schemas"][component]["properties"]), sorted(instance)

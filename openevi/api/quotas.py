@@ -46,6 +46,12 @@ class ServerBusy(ApiError):
     code = "server_busy"
 
 
+class ServerDraining(ServerBusy):
+    """This instance is leaving service (SIGTERM): another one takes the chat (openevi/api/drain.py)."""
+
+    code = "server_draining"
+
+
 @dataclass
 class LiveChat:
     """A chat this process admitted, and the API key (or the key behind the access token) that opened it."""
@@ -92,8 +98,10 @@ class ChatAdmission:
         settings: Settings,
         db: async_sessionmaker[AsyncSession],
         running: dict[str, ChatSession],
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
+        self._draining = draining
         self._db = db
         self._running = running  # the runtime's started sessions
         self._live: dict[str, LiveChat] = {}  # admitted chats until their last event is written
@@ -116,9 +124,16 @@ class ChatAdmission:
         return sum(1 for chat in self.live_chats() if chat.session.account_id == account_id)
 
     @asynccontextmanager
-    async def admit(self, principal: Principal) -> AsyncIterator[Callable[[ChatSession], None]]:
-        """Check the quotas; inside the block open the chat and hand its session to the callable."""
+    async def admit(
+        self, principal: Principal, *, answered_call: bool = False
+    ) -> AsyncIterator[Callable[[ChatSession], None]]:
+        """Check the quotas; inside the block open the chat and hand its session to the callable.
+
+        `answered_call`: the media stream of a phone call this instance already answered, which a
+        drain must not refuse (the caller would hear the line drop)."""
         cfg = self._settings
+        if self._draining() and not answered_call:
+            raise ServerDraining("This server is restarting; connect again to reach another one")
         free = free_file_descriptors()
         if free is not None and free < cfg.fd_reserve:
             raise ServerBusy("The server is at its limit of open connections; try again later")

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketState
 
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError
-from openevi.api.quotas import ChatAdmission, QuotaExceeded, ServerBusy
+from openevi.api.quotas import ChatAdmission, QuotaExceeded, ServerBusy, ServerDraining
 from openevi.chat import lifecycle
 from openevi.chat.runtime import ChatRuntime
 from openevi.schemas.chat_types import ChatStatus
@@ -143,6 +143,9 @@ async def voice_webhook(request: Request) -> Response:
     try:
         async with admission.admit(principal):
             pass  # checked now so the caller hears why; the stream is admitted for real
+    except ServerDraining:
+        # An HTTP error, not TwiML: Twilio then tries the number's fallback URL (or the balancer another instance).
+        return Response("This server is restarting", status_code=503, headers={"Retry-After": "1"})
     except (QuotaExceeded, ServerBusy):
         return _refuse_call("Sorry, this service is at its limit of calls right now. Please try again later.")
     call_sid = fields.get("CallSid")
@@ -232,7 +235,8 @@ async def media_stream(websocket: WebSocket) -> None:
     metadata = {key: start.parameters.get(key, "") for key in _METADATA_FIELDS.values()}
     admission: ChatAdmission = websocket.app.state.chat_admission
     try:
-        async with admission.admit(Principal(account_id=grant.account_id, key_id=grant.key_id)) as admitted:
+        principal = Principal(account_id=grant.account_id, key_id=grant.key_id)
+        async with admission.admit(principal, answered_call=True) as admitted:
             opened = await lifecycle.open_chat(
                 runtime,
                 lifecycle.ChatRequest(

@@ -85,5 +85,9 @@ class ChatBus(Protocol):
         """Which of these instances hold a live lease; None when this bus cannot tell (one process)."""
         ...
 
+    async def check(self) -> None:
+        """Raise unless the bus can be used now (the readiness check)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""

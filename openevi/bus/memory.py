@@ -61,6 +61,9 @@ class MemoryBus:
     async def instances_alive(self, instance_ids: Collection[str]) -> set[str] | None:
         return None
 
+    async def check(self) -> None:
+        return None  # in this process: always there
+
     async def close(self) -> None:
         self._handlers.clear()
         self._presence.clear()

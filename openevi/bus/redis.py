@@ -107,6 +107,9 @@ class RedisBus:
         ]
         await self._inbox_ready.wait()
 
+    async def check(self) -> None:
+        await self._redis.ping()
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from openevi.chat.messages import ServerMessage
+from openevi.chat.telemetry import SentMessages
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
 
 
@@ -117,6 +118,7 @@ class Fanout:
 
     def __init__(self) -> None:
         self._queues: list[asyncio.Queue[ServerMessage | None]] = []
+        self._telemetry = SentMessages()
 
     def subscribe(self) -> asyncio.Queue[ServerMessage | None]:
         queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
@@ -128,9 +130,11 @@ class Fanout:
             self._queues.remove(queue)
 
     def send(self, message: ServerMessage) -> None:
+        self._telemetry.sent(message)
         for queue in self._queues:
             queue.put_nowait(message)
 
     def close(self) -> None:
+        self._telemetry.close()
         for queue in self._queues:
             queue.put_nowait(None)

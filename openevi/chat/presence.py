@@ -46,6 +46,9 @@ class SessionBus:
     async def instances_alive(self, instance_ids: Collection[str]) -> set[str] | None:
         return await self.inner.instances_alive(instance_ids)
 
+    async def check(self) -> None:
+        await self.inner.check()
+
     async def close(self) -> None:
         await self.inner.close()
 

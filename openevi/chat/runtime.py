@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openevi import metrics, tracing
 from openevi.bus.base import ChatBus
 from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.turn_detection import EndOfTurnRule
@@ -30,6 +31,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("openevi.chat.runtime")
 
 LanguageModelFactory = Callable[[dict[str, Any] | None, str | None], LanguageModel]
+
+
+class LiveChats(dict[str, "ChatSession"]):
+    """This process's live chats by id; a chat entering or leaving is counted (openevi_chats_*)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __setitem__(self, chat_id: str, session: ChatSession) -> None:
+        if chat_id not in self:
+            metrics.chat_started(_transport(session))
+            traced = tracing.chat_started(chat_id, transport=_transport(session), chat_group_id=session.chat_group_id)
+            if traced is not None:
+                session.tasks.context = traced  # the chat's tasks trace as children of its span
+        super().__setitem__(chat_id, session)
+        self._empty.clear()
+
+    async def until_empty(self) -> None:
+        """Return once no chat is live (at once if none is)."""
+        await self._empty.wait()
+
+    def pop(self, chat_id: str, *default: Any) -> Any:
+        if chat_id not in self:
+            return super().pop(chat_id, *default)
+        session = super().pop(chat_id)
+        metrics.chat_ended(_transport(session), str(session.status or "ACTIVE"), session.account_id)
+        tracing.chat_ended(chat_id, str(session.status or "ACTIVE"))
+        if not self:
+            self._empty.set()
+        return session
+
+
+def _transport(session: ChatSession) -> str:
+    return "phone" if session.phone_caller is not None else "websocket"
 
 
 @dataclass
@@ -53,7 +90,7 @@ class ChatRuntime:
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     # Timeouts, nudges and playback pacing read time here (tests drive a fake one).
     clock: Clock = field(default_factory=SystemClock)
-    sessions: dict[str, ChatSession] = field(default_factory=dict)
+    sessions: LiveChats = field(default_factory=LiveChats)
 
     async def shutdown(self) -> None:
         """End every live chat (the server is stopping)."""

@@ -598,6 +598,7 @@ class ChatSession:
         self._touch()
         if self.speaking:
             await self._cancel_turn(record_interruption=True)
+            self.timings.mark("barge_in")  # metrics: the barge_in stage (openevi/chat/timings.py)
 
     async def _heard_early(self, heard: HeardTurn, offset_ms: int) -> None:
         """Words ready inside the end-of-turn silence: start answering now, silently, until confirmed."""

@@ -10,6 +10,7 @@ the others go on (a failed turn is answered with `error` + `assistant_end` by it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -26,6 +27,8 @@ class TaskScope:
         self.name = name
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # Context the tasks start from (a copy each), e.g. with the chat's trace span current; None: the caller's.
+        self.context: contextvars.Context | None = None
 
     @property
     def closed(self) -> bool:
@@ -34,7 +37,7 @@ class TaskScope:
     def spawn(self, work: Coroutine[Any, Any, T], *, name: str, log_failure: bool = True) -> asyncio.Task[T]:
         """Run `work` as a task of this scope. A failure is logged unless the caller reads it itself
         (`log_failure=False`). Once the scope is closed the task is cancelled before it starts."""
-        task = asyncio.create_task(work, name=name)
+        task = asyncio.create_task(work, name=name, context=self.context.copy() if self.context else None)
         if self._closed:
             task.cancel()
             return task

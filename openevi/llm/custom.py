@@ -29,6 +29,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from openevi import tracing
 from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta
 from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, status_code_slug
 from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages, stream_openai_chunks
@@ -137,9 +138,8 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
         where = _safe_url(self.url)
         try:
             body, params = self.build_body(request), self.build_params(request)
-            async with self._client.stream(
-                "POST", self.url, json=body, headers=self._headers, params=params
-            ) as response:
+            headers = tracing.inject(dict(self._headers))  # the user's server sees openevi in its trace
+            async with self._client.stream("POST", self.url, json=body, headers=headers, params=params) as response:
                 if response.status_code >= 400:
                     raise await _status_error(response)
                 try:
@@ -286,7 +286,11 @@ class CustomWebSocketLanguageModel:
     async def _connection(self) -> ClientConnection:
         if self._ws is None:
             try:
-                options: dict[str, Any] = {"max_size": self.max_message_bytes, "open_timeout": self.connect_timeout}
+                options: dict[str, Any] = {
+                    "max_size": self.max_message_bytes,
+                    "open_timeout": self.connect_timeout,
+                    "additional_headers": tracing.inject({}),
+                }
                 opening = (
                     connect(self.url, **options)
                     if self.outbound is None

@@ -1,6 +1,6 @@
 """Chat WebSocket messages sent by clients (and by the control plane), discriminated on `type`.
 
-Field names and shapes follow `shared/protocol.md` and the `hume` SDK's types.
+Field names and shapes follow the `hume` SDK's types (docs/protocol.md sums the protocol up).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request bodies of the REST API, mirroring `shared/spec/evi-rest-openapi.json`.
+"""Request bodies of the REST API, mirroring `docs/spec/evi-rest-openapi.json`.
 
 The spec states most bounds only in prose; they are enforced here (see docs/api.md). Unknown
 fields are ignored, as the hosted API did. Responses are built by `openevi.api.views`.

@@ -44,5 +44,9 @@ class RecordingStore(Protocol):
     def local_path(self, key: str) -> Path | None:
         """Where this process can read the object directly (local stores), else None."""
 
+    async def check(self) -> None:
+        """Raise StorageError unless recordings can be stored now (the readiness check)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""

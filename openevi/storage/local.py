@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from openevi.storage.base import check_key
+from openevi.storage.base import StorageError, check_key
 
 
 class LocalStore:
@@ -33,6 +33,10 @@ class LocalStore:
 
     def local_path(self, key: str) -> Path | None:
         return self.path(key)
+
+    async def check(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"recordings directory {self.root} is not writable")
 
     async def aclose(self) -> None:
         return None

@@ -132,6 +132,13 @@ class S3Store:
                 raise StorageError(f"cannot reach the object store: {exc}") from exc
             self._bucket_ready = True
 
+    async def check(self) -> None:
+        client = await self._get_client()
+        try:
+            await client.head_bucket(Bucket=self.location.bucket)
+        except (ClientError, *_TRANSPORT_ERRORS) as exc:
+            raise StorageError(f"cannot reach the object store: {exc}") from exc
+
     async def _create_bucket(self, client: Any, bucket: str) -> None:
         extra: dict[str, Any] = {}
         if self._endpoint_url is None and self._region != "us-east-1":

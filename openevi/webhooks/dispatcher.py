@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openevi import __version__
+from openevi import __version__, metrics, tracing
 from openevi.net.clients import GuardedTransport
 from openevi.net.outbound import OutboundPolicy, OutboundRefused
 from openevi.settings import Settings
@@ -106,6 +107,7 @@ class WebhookDispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_url: Counter[str] = Counter()
         self._per_account: Counter[str] = Counter()
+        self._measured_at = float("-inf")  # when the queue's age was last measured (clock ms)
 
     def start(self) -> None:
         """Start the delivery loop on the running event loop."""
@@ -151,6 +153,7 @@ class WebhookDispatcher:
                     # still wakes the wait below.
                     self._wake.clear()
                     try:
+                        await self._measure_queue()
                         free = MAX_IN_FLIGHT - len(self._in_flight)
                         claimed = await self._claim_due(free) if free > 0 else []
                         for item in claimed:
@@ -249,6 +252,18 @@ class WebhookDispatcher:
                     per_account[account_id] += 1
         return claimed
 
+    async def _measure_queue(self) -> None:
+        """openevi_webhook_queue_oldest_seconds, at most once per poll interval (busy or idle)."""
+        now = self._clock()
+        if now - self._measured_at < self._poll_s * 1000:
+            return
+        self._measured_at = now
+        async with self._factory() as session:
+            oldest = await session.scalar(
+                select(func.min(WebhookDelivery.created_at)).where(WebhookDelivery.status == PENDING)
+            )
+        metrics.webhook_queue_oldest(0.0 if oldest is None else (now - int(oldest)) / 1000)
+
     async def _seconds_until_next_due(self) -> float:
         async with self._factory() as session:
             next_at = await session.scalar(
@@ -270,6 +285,13 @@ class WebhookDispatcher:
         return secret
 
     async def _deliver(self, client: httpx.AsyncClient, item: _Claimed) -> None:
+        attributes = {"openevi.webhook.event": item.event_name, "openevi.webhook.delivery_id": item.id}
+        with tracing.span("webhook_delivery", kind=SpanKind.CLIENT, **attributes) as span:
+            error = await self._attempt(client, item)
+            if error is not None:
+                tracing.failed(span, error)
+
+    async def _attempt(self, client: httpx.AsyncClient, item: _Claimed) -> str | None:
         body = item.payload.encode()
         headers = {
             "Content-Type": "application/json",
@@ -277,6 +299,7 @@ class WebhookDispatcher:
             EVENT_HEADER: item.event_name,
             **signature_headers(await self._secret(item.account_id), body),
         }
+        tracing.inject(headers)  # the receiver's trace continues from this delivery
         status_code: int | None = None
         error: str | None = None
         refused = False
@@ -295,16 +318,20 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         await self._record(item, status_code, error, final=refused)
+        return error
 
     async def _record(self, item: _Claimed, status_code: int | None, error: str | None, *, final: bool) -> None:
         now = self._clock()
         values: dict[str, object] = {"claimed_by": None, "last_status_code": status_code}
         if error is None:
             values.update(status=DELIVERED, delivered_at=now, last_error=None)
+            metrics.webhook_delivery("delivered")
         elif final or item.attempts >= self._max_attempts:
             values.update(status=FAILED, last_error=error[:ERROR_TEXT_LIMIT])
             log.warning("webhook %s to %s failed after %d attempts: %s", item.id, item.url, item.attempts, error)
+            metrics.webhook_delivery("failed")
         else:
+            metrics.webhook_delivery("retry")
             retry_at = next_attempt_at(now, item.attempts, base_s=self._base_s, max_s=self._cap_s, rand=self._rand)
             values.update(next_attempt_at=retry_at, last_error=error[:ERROR_TEXT_LIMIT])
         async with self._factory() as session, session.begin():

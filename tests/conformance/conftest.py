@@ -1,17 +1,14 @@
 """Fixtures for spec-driven tests: the REST contract, and real objects on the running server.
 
-The spec lives outside the repo, in the shared folder beside it (`../shared/spec` of a clone, as CI
-lays it out); `OPENEVI_SPEC_PATH` overrides the location.
+The spec is the repository's copy, `docs/spec/evi-rest-openapi.json` (tests/support/spec.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,24 +21,9 @@ from openevi.settings import Settings
 from openevi.store import accounts, chats
 from openevi.store.db import create_engine, session_factory, transaction
 from tests.server import ServerProcess
+from tests.support.spec import load_spec
 
-SPEC_ENV = "OPENEVI_SPEC_PATH"
 SPEC_URI = "urn:openevi:evi-rest-openapi"
-_REPO = Path(__file__).resolve().parents[2]
-_SPEC_CANDIDATES = (
-    _REPO.parent / "shared" / "spec" / "evi-rest-openapi.json",
-    Path("/work/shared/spec/evi-rest-openapi.json"),
-)
-
-
-def spec_path() -> Path:
-    """Where the OpenAPI document is; fails loudly rather than skipping when it is missing."""
-    if os.environ.get(SPEC_ENV):
-        return Path(os.environ[SPEC_ENV])
-    for candidate in _SPEC_CANDIDATES:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"evi-rest-openapi.json not found; set {SPEC_ENV} (looked in {_SPEC_CANDIDATES})")
 
 
 def component_validator(spec: dict[str, Any], name: str) -> Draft202012Validator:
@@ -54,7 +36,7 @@ def component_validator(spec: dict[str, Any], name: str) -> Draft202012Validator
 
 @pytest.fixture(scope="session")
 def spec() -> dict[str, Any]:
-    return json.loads(spec_path().read_text())  # type: ignore[no-any-return]
+    return load_spec()
 
 
 @dataclass(frozen=True)

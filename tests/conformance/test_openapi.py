@@ -42,8 +42,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from tests.conformance.conftest import Seeder, component_validator, spec_path, write_chat
+from tests.conformance.conftest import Seeder, component_validator, write_chat
 from tests.server import ServerProcess
+from tests.support.spec import load_spec
 
 API_KEY_HEADER = "X-Hume-Api-Key"
 MAX_EXAMPLES = 8
@@ -89,7 +90,7 @@ def contract_without_credential_parameter(spec: dict[str, Any]) -> dict[str, Any
     return cleaned
 
 
-SPEC: dict[str, Any] = json.loads(spec_path().read_text())
+SPEC: dict[str, Any] = load_spec()
 VALIDATION_ERROR = component_validator(SPEC, "HTTPValidationError")
 schema = schemathesis.openapi.from_dict(contract_without_credential_parameter(SPEC))
 schema.config.generation.update(

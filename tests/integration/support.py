@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 from hume import AsyncHumeClient, HumeClient
 from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,14 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openevi.store import accounts
 from openevi.store.db import create_engine, session_factory, transaction
 from tests.server import ServerProcess
+from tests.support.spec import load_spec
 
 T = TypeVar("T")
-
-SPEC_ENV = "OPENEVI_SPEC_PATH"
-_SPEC_CANDIDATES = (
-    Path(__file__).resolve().parents[3] / "shared" / "spec" / "evi-rest-openapi.json",
-    Path("/work/shared/spec/evi-rest-openapi.json"),
-)
 
 
 def unique(prefix: str) -> str:
@@ -78,21 +68,9 @@ def assert_error_body(response: httpx.Response, status: int) -> dict[str, Any]:
 # --- the spec ------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _spec() -> dict[str, Any] | None:
-    candidates = [Path(os.environ[SPEC_ENV])] if os.environ.get(SPEC_ENV) else list(_SPEC_CANDIDATES)
-    for path in candidates:
-        if path.is_file():
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
-    return None
-
-
 def validate_spec(component: str, instance: Any) -> None:
     """Validate `instance` against `#/components/schemas/<component>` of the REST spec."""
-    spec = _spec()
-    if spec is None:
-        pytest.skip(f"REST spec not found (set {SPEC_ENV})")
-    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    schema = {"$ref": f"#/components/schemas/{component}", "components": load_spec()["components"]}
     errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
 

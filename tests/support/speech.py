@@ -85,6 +85,63 @@ def encode(
     return buffer.getvalue()
 
 
+class _Tap(io.RawIOBase):
+    """A write-only sink that keeps what a muxer wrote, so it can be cut wherever the clock says."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.data += b
+        return len(b)
+
+
+def encode_timesliced(
+    audio: np.ndarray,
+    *,
+    slice_ms: int = 100,
+    fmt: str = "webm",
+    codec: str = "libopus",
+    sample_rate: int = RATE,
+    codec_rate: int = 48_000,
+) -> list[bytes]:
+    """Encode like a browser's `MediaRecorder.start(slice_ms)`: one chunk per `slice_ms` of audio,
+    holding whatever the muxer wrote during that slice.
+
+    Opus is variable-rate, so slicing a finished stream by bytes sends silence far faster than real
+    time and speech slower; this follows the clock. The muxer writes a cluster every slice (WebM
+    "live" mode), as Chrome's recorder does."""
+    tap = _Tap()
+    chunks: list[bytes] = []
+    options = {"live": "1", "cluster_time_limit": str(slice_ms)} if fmt == "webm" else {}
+    step = sample_rate * slice_ms // 1000
+    with av.open(tap, mode="w", format=fmt, options=options) as container:
+        stream = container.add_stream(codec, rate=codec_rate, layout="mono")  # type: ignore[call-overload]
+        resampler = av.AudioResampler(
+            format=stream.format, layout="mono", rate=codec_rate, frame_size=_FRAME_SIZES.get(codec)
+        )
+        cut = 0
+        for start in range(0, audio.size, step):
+            frame = av.AudioFrame.from_ndarray(to_int16_2d(audio[start : start + step]), format="s16", layout="mono")
+            frame.sample_rate = sample_rate
+            for resampled in resampler.resample(frame):
+                for packet in stream.encode(resampled):
+                    container.mux(packet)
+            chunks.append(bytes(tap.data[cut:]))
+            cut = len(tap.data)
+        for resampled in resampler.resample(None):
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    if len(tap.data) > cut:
+        chunks[-1] += bytes(tap.data[cut:])  # the stream's tail belongs to the last slice
+    return chunks
+
+
 def to_int16_2d(audio: np.ndarray) -> np.ndarray:
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
 

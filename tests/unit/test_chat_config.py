@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from openevi.chat.config import ChatConfig, EventMessage, TurnDetection
 from openevi.schemas import config_defaults as defaults
 from openevi.schemas.chat_types import ChatStatus, EventRole, EventType
+from tests.support.spec import load_spec
 
 
 def test_no_config_means_the_documented_defaults() -> None:
@@ -60,8 +58,7 @@ def test_the_shared_vocabulary_is_the_specs_strings() -> None:
 
 
 def test_the_enums_match_the_spec() -> None:
-    spec = json.loads((Path(__file__).resolve().parents[3] / "shared/spec/evi-rest-openapi.json").read_text())
-    schemas = spec["components"]["schemas"]
+    schemas = load_spec()["components"]["schemas"]
     assert [s.value for s in ChatStatus] == schemas["ReturnChatStatus"]["enum"]
     assert sorted(t.value for t in EventType) == sorted(schemas["ReturnChatEventType"]["enum"])
     assert sorted(r.value for r in EventRole) == sorted(schemas["ReturnChatEventRole"]["enum"])

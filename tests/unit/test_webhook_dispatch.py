@@ -20,6 +20,7 @@ from typing import Any
 import httpcore
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -277,6 +278,31 @@ async def test_a_receiver_that_never_answers_does_not_delay_another_tenant(
             lambda: _all_status(factory, a_ids, "DELIVERED"),
             "tenant A's deliveries after the receiver recovers",
         )
+    finally:
+        receivers.release.set()
+        await d.stop()
+
+
+async def test_the_age_of_the_oldest_pending_delivery_is_measured(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], receivers: Receivers
+) -> None:
+    def oldest() -> float | None:
+        return REGISTRY.get_sample_value("openevi_webhook_queue_oldest_seconds")
+
+    tenant = await new_account(factory, "queue-age")
+    [delivery] = await add_deliveries(factory, tenant, receivers.url("/slow/age"))
+    created = (await row(factory, delivery)).created_at
+    ticks = itertools.count()
+    # The dispatcher's clock: 42 s after the delivery was queued, moving 10 ms per reading.
+    config = settings(tmp_path, outbound_allow="127.0.0.1/32", webhook_poll_interval_s=0.05)
+    d = WebhookDispatcher(factory, config, clock=lambda: created + 42_000 + 10 * next(ticks))
+    d.start()
+    try:
+        await wait_for(lambda: receivers.count("/slow/age") == 1, "the stuck attempt")
+        await wait_for(lambda: (oldest() or 0) >= 42, "the pending delivery's age")
+        receivers.release.set()
+        await wait_for(lambda: _status(factory, delivery, "DELIVERED"), "the delivery")
+        await wait_for(lambda: oldest() == 0, "an empty queue")
     finally:
         receivers.release.set()
         await d.stop()
