@@ -81,6 +81,7 @@ class Clip:
     audio: np.ndarray  # 16 kHz float32, lead-in + speech + trailing near-silence
     voiced_end_ms: float
     text: str
+    words_ms: float = 0.0  # Whisper's measured time on the turn's audio (its last silence), set by run_openevi
 
 
 @dataclass
@@ -270,6 +271,7 @@ def drive(
                 check = judge(event, how.check_delay_ms)
                 start = now_ms + FRAME_MS
                 words_ready_ms = start + check.transcript_ms
+                clip.words_ms = check.transcript_ms
                 if how.uses_model:
                     outcome.checks_ms.append(check.model_ms)
                     outcome.silences.append((event.at_ms, round(check.probability, 3), check.transcript))
@@ -371,7 +373,17 @@ def run_pipecat(python: str, clips: list[Clip], directory: Path) -> dict[str, Ou
     done = subprocess.run(
         [python, str(PIPECAT_SCRIPT)], input=json.dumps(listing), capture_output=True, text=True, check=True
     )
-    return {r["name"]: Outcome(r["turn_ends_ms"], r["checks_ms"]) for r in json.loads(done.stdout)}
+    words_ms = {f"{c.kind}:{c.name}": c.words_ms for c in clips}
+    # Pipecat's default (wait_for_transcript=True) ends the user turn once the transcript is in too; its
+    # speech-to-text gets the segment when the VAD reports the stop. The same Whisper, timed on our side.
+    return {
+        r["name"]: Outcome(
+            r["turn_ends_ms"],
+            r["checks_ms"],
+            [max(end, stop + words_ms[r["name"]]) for end, stop in zip(r["turn_ends_ms"], r["stops_ms"], strict=True)],
+        )
+        for r in json.loads(done.stdout)
+    }
 
 
 # --- the table -----------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ speech-to-text wait, like openevi's side). Time is the audio's own: the analyzer
 its measured compute time.
 
 Input (stdin): JSON list of {"name", "wav"} (16 kHz mono 16-bit). Output (stdout): JSON list of
-{"name", "turn_ends_ms": [...], "checks_ms": [...]}.
+{"name", "turn_ends_ms": [...], "stops_ms": [...], "checks_ms": [...]}, where stops_ms[i] is when the VAD
+reported the stop that turn i's end follows (where pipecat's speech-to-text gets the segment).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ async def run_clip(path: str, clock: AudioClock, analyzer: LocalSmartTurnAnalyze
     vad.set_sample_rate(RATE)
     analyzer.clear()
     speaking = False
+    stopped_ms = 0.0
     ends: list[float] = []
+    stops: list[float] = []
     checks: list[float] = []
     for index in range(0, samples.size - CHUNK + 1, CHUNK):
         chunk = samples[index : index + CHUNK].tobytes()
@@ -67,16 +70,19 @@ async def run_clip(path: str, clock: AudioClock, analyzer: LocalSmartTurnAnalyze
             analyzer.update_vad_start_secs(vad.params.start_secs)
         elif state == VADState.QUIET and speaking:
             speaking = False
+            stopped_ms = now_ms
             started = time.perf_counter()
             verdict, _ = await analyzer.analyze_end_of_turn()
             took = (time.perf_counter() - started) * 1000
             checks.append(took)
             if verdict == EndOfTurnState.COMPLETE:
                 ends.append(now_ms + took)
+                stops.append(stopped_ms)
         if analyzer.append_audio(chunk, speaking) == EndOfTurnState.COMPLETE:
             ends.append(now_ms)  # the analyzer's stop_secs ran out
+            stops.append(stopped_ms)
     await vad.cleanup()
-    return {"turn_ends_ms": ends, "checks_ms": checks}
+    return {"turn_ends_ms": ends, "stops_ms": stops, "checks_ms": checks}
 
 
 async def main() -> None:
