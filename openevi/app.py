@@ -32,6 +32,7 @@ from openevi.chat.metered import metered_asr, metered_language_model, metered_pr
 from openevi.chat.presence import SessionBus
 from openevi.chat.recovery import close_orphans, instance_id_for
 from openevi.chat.runtime import ChatRuntime, LiveChats, warm_up
+from openevi.chat.turn_detection import EndOfTurnRule
 from openevi.llm.registry import create_language_model
 from openevi.logging_setup import install_redaction
 from openevi.services.configs import ConfigRejected
@@ -42,6 +43,7 @@ from openevi.speech.prosody.registry import create_prosody
 from openevi.speech.prosody.registry import provider_options as prosody_options
 from openevi.speech.tts.registry import create_tts
 from openevi.speech.tts.registry import provider_options as tts_options
+from openevi.speech.turn.registry import create_turn_model
 from openevi.speech.vad.registry import create_vad
 from openevi.storage import create_store
 from openevi.storage.spool import RecordingSpool
@@ -121,6 +123,25 @@ def _install_store_error_handlers(app: FastAPI) -> None:
             detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
             return JSONResponse({"detail": detail}, status_code=422)
         return JSONResponse(error_body(exc.status, "invalid_reference", exc.message), status_code=exc.status)
+
+
+def end_of_turn_rule(settings: Settings) -> EndOfTurnRule | None:
+    """OPENEVI_TURN_DETECTOR's model and rule; None for the silence-only detector (or, logged, when the
+    model cannot be loaded: turns then end on silence alone)."""
+    options = {"model_path": settings.turn_model_path} if settings.turn_model_path else {}
+    try:
+        model = create_turn_model(settings.turn_detector, **options)
+    except Exception as exc:
+        log.error("end-of-turn model %r unavailable, turns end on silence alone: %s", settings.turn_detector, exc)
+        return None
+    if model is None:
+        return None
+    return EndOfTurnRule(
+        model,
+        settings.turn_min_silence_ms,
+        settings.turn_max_silence_ms,
+        confirm_by_words=settings.turn_confirm_by_words,
+    )
 
 
 def _optional(kind: str, make: Callable[[], T]) -> T | None:
@@ -220,6 +241,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ),
                 )
             ),
+            end_of_turn=end_of_turn_rule(settings),
         )
         app.state.chat_runtime = runtime
         app.state.chat_admission = ChatAdmission(settings, factory, runtime.sessions, draining=lambda: drain.draining)

@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     tts_remote_speed: float | None = Field(default=None, ge=0.25, le=4.0)
     tts_connect_timeout_s: float = Field(default=5.0, gt=0)
     tts_read_timeout_s: float = Field(default=30.0, gt=0)
+    # End of turn (openevi/chat/turn_detection.py, openevi/speech/turn; docs/protocol.md "End of turn"):
+    # "silence" ends a turn after the config's end_of_turn_silence_ms; "smart-turn" lets a trained model
+    # judge each pause: complete-sounding turns end after turn_min_silence_ms, unfinished-sounding ones
+    # wait up to turn_max_silence_ms. With turn_confirm_by_words, a "complete" the model is unsure of
+    # (P <= 0.9) also needs the speculative transcript to end like a sentence.
+    turn_detector: str = Field(default="smart-turn", pattern="^(silence|smart-turn)$")
+    turn_min_silence_ms: int = Field(default=200, ge=0, le=10_000)
+    turn_max_silence_ms: int = Field(default=2000, ge=0, le=30_000)
+    turn_confirm_by_words: bool = True
+    turn_model_path: Path | None = Field(default=None, description="Smart Turn ONNX file (default: fetched).")
     prosody_provider: str = "acoustic"  # emotion scores of user speech (openevi/speech/prosody/registry.py)
     # Prosody provider "onnx": a trained speech-emotion model you bring, its JSON label map (default:
     # the model path with .labels.json) and its input: waveform | waveform_normalized | features.

@@ -66,6 +66,7 @@ class Ear:
             speculate=self._speculate,
             tasks=self._tasks,
             clock=rt.clock,
+            end_of_turn=rt.end_of_turn,
         )
         self.configure(self.audio_format)
         return self.listener

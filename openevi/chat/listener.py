@@ -21,6 +21,7 @@ from openevi.chat.clock import Clock, SystemClock
 from openevi.chat.config import TurnDetection
 from openevi.chat.tasks import TaskScope
 from openevi.chat.turn_detection import (
+    EndOfTurnRule,
     SilenceStarted,
     SpeechOngoing,
     SpeechResumed,
@@ -131,11 +132,13 @@ class Listener:
         speculate: bool = True,
         tasks: TaskScope | None = None,
         clock: Clock | None = None,
+        end_of_turn: EndOfTurnRule | None = None,
     ) -> None:
         """`speculate`: tell `heard_early` (words before the end of the turn is certain). `tasks`: the
         chat's task scope, which then owns (and at the end cancels) the listener's tasks; without one
         the listener has its own, closed by `aclose`. `clock`: where the time a silent (stopped)
-        stream is measured on comes from."""
+        stream is measured on comes from. `end_of_turn`: a trained model judges each silence
+        (OPENEVI_TURN_DETECTOR=smart-turn); None: silence alone."""
         self.sample_rate = vad.sample_rate
         self._vad = vad.stream()
         self._frame = vad.frame_samples
@@ -147,6 +150,7 @@ class Listener:
             end_of_turn_silence_ms=turn_detection.end_of_turn_silence_ms,
             sample_rate=self.sample_rate,
             frame_samples=self._frame,
+            rule=end_of_turn,
         )
         self._min_interruption_ms = min_interruption_ms
         self._verbose = verbose
@@ -267,6 +271,7 @@ class Listener:
             case SilenceStarted(at_ms=at_ms, audio=audio):
                 self._events.mark("speech_end")
                 self._speculate(audio, begin_ms=self._turn_begin_ms, end_ms=int(at_ms))
+                self._judge_silence(event)
             case SpeechResumed():
                 self._events.mark("speech_resumed")
                 self._cancel_speculation()
@@ -279,6 +284,37 @@ class Listener:
                     self._finish_turn(audio, int(begin_ms), int(end_ms), interrupting=self._interrupting),
                     name="listener-finish-turn",
                 )
+
+    def _judge_silence(self, silence: SilenceStarted) -> None:
+        """The end-of-turn model judges this silence off the event loop; its verdict may end the
+        turn early (complete) or hold it open longer (unfinished). With `confirm_by_words`, the
+        speculative transcript started for this silence then confirms an unsure "complete". Events
+        are handled like the VAD's (under the same lock as frames, so a verdict never lands between
+        two frames of one chunk), and a TurnEnded from here finishes the turn the usual way."""
+        rule = self._detector.rule
+        if rule is None:
+            return
+        spec = self._speculation if rule.confirm_by_words else None
+
+        async def judge() -> None:
+            try:
+                probability = await rule.model.probability(silence.audio)
+            except Exception:
+                log.exception("end-of-turn model failed; the silence window applies")
+                return
+            async with self._feeding:
+                for event in self._detector.verdict(silence.at_ms, probability):
+                    await self._on_event(event)
+            if spec is None:
+                return
+            await asyncio.wait({spec.transcript})
+            if spec.transcript.cancelled() or spec.transcript.exception() is not None:
+                return  # speech resumed, or no words: the silence window applies
+            async with self._feeding:
+                for event in self._detector.heard(silence.at_ms, spec.transcript.result().text):
+                    await self._on_event(event)
+
+        self._tasks.spawn(judge(), name="listener-end-of-turn")
 
     def _speculate(self, audio: np.ndarray, *, begin_ms: int, end_ms: int) -> None:
         """Start transcribing (and scoring) what was said so far, before the turn is certain."""

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openevi import metrics, tracing
 from openevi.bus.base import ChatBus
 from openevi.chat.clock import Clock, SystemClock
+from openevi.chat.turn_detection import EndOfTurnRule
 from openevi.llm.base import LanguageModel
 from openevi.schemas.chat_types import ChatStatus
 from openevi.settings import Settings
@@ -84,6 +85,8 @@ class ChatRuntime:
     vad: VoiceActivityDetector | None = None
     asr: SpeechRecognizer | None = None
     prosody: ProsodyModel | None = None
+    # OPENEVI_TURN_DETECTOR=smart-turn: the trained end-of-turn model and its rule; None: silence only.
+    end_of_turn: EndOfTurnRule | None = None
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     # Timeouts, nudges and playback pacing read time here (tests drive a fake one).
     clock: Clock = field(default_factory=SystemClock)
@@ -97,7 +100,9 @@ class ChatRuntime:
 
     async def close_providers(self) -> None:
         """Release the speech models' threads and sessions (the app lifespan owns them)."""
-        for name, provider in (("tts", self.tts), ("asr", self.asr), ("prosody", self.prosody), ("vad", self.vad)):
+        turn_model = self.end_of_turn.model if self.end_of_turn is not None else None
+        providers = (("tts", self.tts), ("asr", self.asr), ("prosody", self.prosody), ("vad", self.vad))
+        for name, provider in (*providers, ("end-of-turn", turn_model)):
             closer = getattr(provider, "aclose", None)
             if closer is None:
                 continue
@@ -109,7 +114,8 @@ class ChatRuntime:
 
 async def warm_up(runtime: ChatRuntime) -> None:
     """Load the speech models (and the default language model) before the first chat needs them."""
-    for name, model in (("asr", runtime.asr), ("prosody", runtime.prosody)):
+    turn_model = runtime.end_of_turn.model if runtime.end_of_turn is not None else None
+    for name, model in (("asr", runtime.asr), ("prosody", runtime.prosody), ("end-of-turn", turn_model)):
         loader = getattr(model, "load", None)
         if loader is None:
             continue

@@ -193,7 +193,8 @@ async def test_the_sdks_microphone_muted_during_playback_still_ends_the_turn(
 async def test_binary_pcm_json_audio_and_text_mix_in_one_chat(server: ServerProcess, llm: ScriptedLLM) -> None:
     llm.script(Reply("Two tickets booked.", when="tickets"), Reply("Noted.", when="typed"))
     client = client_for(server)
-    speech = to_linear16(np.concatenate([speak("I would like two tickets"), silence(1.5)]))
+    # Trailing silence past OPENEVI_TURN_MAX_SILENCE_MS: the turn ends whatever the model makes of espeak.
+    speech = to_linear16(np.concatenate([speak("I would like two tickets"), silence(2.5)]))
     half = len(speech) // 2 // 2 * 2
     async with client.empathic_voice.chat.connect() as socket:
         await socket.recv()

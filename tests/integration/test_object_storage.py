@@ -66,7 +66,9 @@ def instances(
 async def _voice_chat(server: ServerProcess, speech: np.ndarray) -> str:
     """User speech in (linear16, as a microphone streams it), the assistant's spoken answer out."""
     client = client_for(server)
-    audio = to_linear16(np.concatenate([np.zeros(RATE // 4, np.float32), speech, np.zeros(RATE * 3 // 2, np.float32)]))
+    # 2.5 s of trailing silence: past OPENEVI_TURN_MAX_SILENCE_MS, so the turn ends whatever the
+    # end-of-turn model makes of espeak-ng's phrasing.
+    audio = to_linear16(np.concatenate([np.zeros(RATE // 4, np.float32), speech, np.zeros(RATE * 5 // 2, np.float32)]))
     async with client.empathic_voice.chat.connect() as socket:
         metadata = await socket.recv()
         await socket.send_publish(SessionSettings(audio={"encoding": "linear16", "sample_rate": RATE, "channels": 1}))

@@ -81,7 +81,8 @@ def _peak_hz(pcm: bytes, rate: int) -> float:
 
 
 async def _say(socket: Any, text: str) -> None:
-    audio = np.concatenate([silence(0.3), speak(text), silence(1.5)])
+    # Trailing silence past OPENEVI_TURN_MAX_SILENCE_MS: the turn ends whatever the model makes of espeak.
+    audio = np.concatenate([silence(0.3), speak(text), silence(2.5)])
     await stream(socket, linear16(audio), chunk_bytes=RATE * 2 // 20, seconds_per_chunk=0.05)
 
 
