@@ -19,6 +19,7 @@ from openevi.speech.asr.base import Transcript
 from openevi.speech.asr.whisper import WhisperASR
 from openevi.speech.turn.smart_turn import SmartTurnModel
 from openevi.speech.vad.silero import SileroVAD
+from tests.support.fakes import ListenerLog
 from tests.support.real_speech import RATE, FetchError, Utterance, utterances
 
 FRAME = 512
@@ -108,20 +109,18 @@ async def _listen(
 ) -> tuple[list[HeardTurn], list[int]]:
     """Stream 16 kHz audio frame by frame; returns the turns heard and the frame at which each ended."""
     words = _Whisper(asr)
-    turns: list[HeardTurn] = []
     ended_at: list[int] = []
     frame = 0
 
-    async def on_turn(turn: HeardTurn) -> None:
-        turns.append(turn)
+    class Events(ListenerLog):
+        def mark(self, stage: str) -> None:
+            if stage == "turn_end":
+                ended_at.append(frame)
 
-    async def on_speech(span_ms: int) -> None:
-        pass
+        def error(self, message: str) -> None:
+            pytest.fail(message)
 
-    def on_mark(stage: str) -> None:
-        if stage == "turn_end":
-            ended_at.append(frame)
-
+    events = Events()
     listener = Listener(
         vad=vad,
         asr=words,
@@ -129,11 +128,7 @@ async def _listen(
         turn_detection=TurnDetection(**TURN_DETECTION),
         min_interruption_ms=800,
         verbose=False,
-        on_turn=on_turn,
-        on_speech=on_speech,
-        on_interim=lambda *a: None,
-        on_error=lambda message: pytest.fail(message),
-        on_mark=on_mark,
+        events=events,
         end_of_turn=EndOfTurnRule(model, confirm_by_words=True) if model is not None else None,
     )
     listener.configure_pcm(RATE, 1)
@@ -151,7 +146,7 @@ async def _listen(
     for _ in range(20):
         await asyncio.sleep(0)
     await listener.aclose()
-    return turns, ended_at
+    return events.turns, ended_at
 
 
 def _with_silence(audio: np.ndarray, seconds: float = 3.0) -> tuple[np.ndarray, int]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from openevi.chat.config import TurnDetection
-from openevi.chat.listener import HeardTurn, Listener
+from openevi.chat.listener import Listener
 from openevi.chat.turn_detection import (
     EndOfTurnRule,
     SilenceStarted,
@@ -19,7 +19,7 @@ from openevi.chat.turn_detection import (
     finishes_sentence,
 )
 from openevi.speech.asr.base import ASRCapabilities, Transcript
-from tests.support.fakes import LoudnessVAD
+from tests.support.fakes import ListenerLog, LoudnessVAD
 
 FRAME = 512
 FRAME_MS = 32.0
@@ -187,21 +187,13 @@ async def test_checks_run_concurrently_with_the_frames() -> None:
 # --- the listener's hook: the verdict reaches the detector while frames keep arriving -------------
 
 
-class _Ear:
+class _Ear(ListenerLog):
     """A Listener on a loudness VAD and a fixed transcript; records at which frame each turn ended."""
 
     def __init__(self, model: ScriptedTurnModel | None) -> None:
+        super().__init__()
         self.frame = 0
         self.turn_end_frames: list[int] = []
-        self.turns: list[HeardTurn] = []
-
-        async def on_turn(turn: HeardTurn) -> None:
-            self.turns.append(turn)
-
-        def on_mark(stage: str) -> None:
-            if stage == "turn_end":
-                self.turn_end_frames.append(self.frame)
-
         self.listener = Listener(
             vad=LoudnessVAD(),
             asr=FixedASR("hello there"),
@@ -211,14 +203,17 @@ class _Ear:
             ),
             min_interruption_ms=800,
             verbose=False,
-            on_turn=on_turn,
-            on_speech=_ignore_speech,
-            on_interim=lambda *a: None,
-            on_error=lambda message: pytest.fail(message),
-            on_mark=on_mark,
+            events=self,
             end_of_turn=EndOfTurnRule(model, min_silence_ms=200, max_silence_ms=2000) if model else None,
         )
         self.listener.configure_pcm(16_000, 1)
+
+    def mark(self, stage: str) -> None:
+        if stage == "turn_end":
+            self.turn_end_frames.append(self.frame)
+
+    def error(self, message: str) -> None:
+        pytest.fail(message)
 
     async def hear(self, pattern: str) -> None:
         """'s' = a loud frame, '.' = a quiet one; the loop runs between frames, as with a live socket."""
@@ -230,10 +225,6 @@ class _Ear:
         for _ in range(20):
             await asyncio.sleep(0)
         await self.listener.aclose()
-
-
-async def _ignore_speech(span_ms: int) -> None:
-    pass
 
 
 def _quiet_ms(ms: int) -> str:
