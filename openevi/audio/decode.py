@@ -31,6 +31,20 @@ _PUSH_WAIT_S = 5.0  # bound on how long a push waits for the demuxer to catch up
 _JOIN_WAIT_S = 10.0
 _MAX_CONTAINER_BACKLOG = 64 * 1024 * 1024  # refuse to buffer more undecoded bytes than this
 
+# What a stream may declare (the same bounds as session_settings.audio): checked before any work,
+# so a header claiming 1 Hz or 65,535 channels cannot make the resampler write gigabytes.
+MIN_RATE = 8_000
+MAX_RATE = 192_000
+MAX_CHANNELS = 8
+# Output allowed per input byte, in seconds of audio. A stream of small chunks may be nearly all
+# silence (a muted microphone: Opus sends ~230 bytes/s), so the first 64 KiB of each chunk earn
+# 20 ms per byte; bytes beyond that in one chunk earn 1 ms (an 8 kbit/s codec: a whole file sent in
+# one message is real audio). Plus a fixed allowance for headers. A decompression bomb stops there.
+SMALL_CHUNK_BYTES = 64 * 1024
+SECONDS_PER_SMALL_BYTE = 0.02
+SECONDS_PER_LARGE_BYTE = 0.001
+OUTPUT_ALLOWANCE_S = 10.0
+
 
 class DecodeError(Exception):
     """The audio cannot be decoded (garbage, unsupported codec, or a broken/truncated stream)."""
@@ -74,6 +88,35 @@ def detect_format(head: bytes, *, pcm_given: bool) -> Format | None:
     )
 
 
+def check_format(rate: int, channels: int) -> None:
+    """Refuse a declared format outside what any real client sends, before decoding a byte of it."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise DecodeError(f"Unsupported sample rate {rate} Hz (expected {MIN_RATE}-{MAX_RATE})")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise DecodeError(f"Unsupported channel count {channels} (expected 1-{MAX_CHANNELS})")
+
+
+class _OutputBudget:
+    """Bounds the audio a stream may produce by the bytes it was fed (the demuxer thread reads
+    `allowed` while the pushing thread raises it: a stale read only delays one frame)."""
+
+    def __init__(self, target_rate: int) -> None:
+        self._rate = target_rate
+        self.allowed = OUTPUT_ALLOWANCE_S * target_rate
+        self.samples_out = 0
+
+    def feed(self, size: int) -> None:
+        small = min(size, SMALL_CHUNK_BYTES)
+        seconds = small * SECONDS_PER_SMALL_BYTE + (size - small) * SECONDS_PER_LARGE_BYTE
+        self.allowed += seconds * self._rate
+
+    def charge(self, samples: int) -> None:
+        """Account for `samples` about to be produced; DecodeError when that exceeds the bound."""
+        if self.samples_out + samples > self.allowed:
+            raise DecodeError("Audio decodes to far more samples than its size allows")
+        self.samples_out += samples
+
+
 def _to_float(samples: np.ndarray) -> np.ndarray:
     """Integer or float samples as float32 in [-1, 1]."""
     if samples.dtype.kind == "f":
@@ -87,12 +130,15 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
 class _Resampler:
     """Streaming mono resampler to the target rate; rebuilt if the source rate changes midstream."""
 
-    def __init__(self, target_rate: int) -> None:
+    def __init__(self, target_rate: int, budget: _OutputBudget | None = None) -> None:
         self._target = target_rate
         self._rate: int | None = None
         self._stream: Any = None
+        self.budget = budget if budget is not None else _OutputBudget(target_rate)
 
     def process(self, mono: np.ndarray, rate: int) -> np.ndarray:
+        check_format(rate, 1)
+        self.budget.charge(-(-mono.size * self._target // rate))
         parts: list[np.ndarray] = []
         if rate != self._rate:
             parts.append(self.flush())
@@ -126,8 +172,7 @@ class _PcmDecoder:
     """Interleaved little-endian PCM: keeps a partial sample frame between chunks, downmixes to mono."""
 
     def __init__(self, rate: int, channels: int, dtype: np.dtype[Any], resampler: _Resampler) -> None:
-        if rate <= 0 or channels <= 0:
-            raise DecodeError(f"Invalid PCM format: {rate} Hz, {channels} channel(s)")
+        check_format(rate, channels)
         self._rate = rate
         self._channels = channels
         self._dtype = dtype
@@ -245,6 +290,7 @@ class _WavDecoder:
         codec, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
         if codec == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real codec is in the GUID
             codec = struct.unpack("<H", body[24:26])[0]
+        check_format(rate, channels)  # also before a non-PCM codec is handed to FFmpeg
         return codec, channels, rate, bits
 
     def _pcm_decoder(self, fmt: tuple[int, int, int, int]) -> _PcmDecoder:
@@ -486,6 +532,7 @@ class _ContainerDecoder:
                 stream = container.streams.audio[0]
                 for packet in container.demux(stream):
                     for frame in packet.decode():
+                        check_format(frame.sample_rate, frame.layout.nb_channels)
                         self._emit(self._resampler.process(_frame_to_mono(frame), frame.sample_rate))
             self._emit(self._resampler.flush())
         except BaseException as exc:  # reported to the caller by the next push/flush
@@ -525,6 +572,8 @@ class AudioDecoder:
         self._impl: _PcmDecoder | _WavDecoder | _ContainerDecoder | None = None
         self._container: _ContainerDecoder | None = None
         self._failed: DecodeError | None = None
+        self._budget = _OutputBudget(target_rate)
+        self._lock = asyncio.Lock()  # push_async runs in a thread: one chunk at a time, in order
 
     @property
     def failed(self) -> bool:
@@ -546,6 +595,7 @@ class AudioDecoder:
 
     def _push(self, data: bytes) -> np.ndarray:
         self._check()
+        self._budget.feed(len(data))
         try:
             if self._impl is None:
                 self._head += data
@@ -564,16 +614,18 @@ class AudioDecoder:
             raise
 
     async def push_async(self, data: bytes) -> np.ndarray:
-        """`push` for the event loop: container audio is awaited, never waited for on a lock."""
-        out = self._push(data)
-        if self._container is None:
-            return out
-        try:
-            more = await self._container.settle(_PUSH_WAIT_S)
-        except DecodeError as exc:
-            self._fail(exc)
-            raise
-        return _concat([out, more])
+        """`push` for the event loop: parsing, conversion and resampling run in a worker thread
+        (a large chunk costs the loop nothing), and container audio is awaited, never waited for."""
+        async with self._lock:
+            out = await asyncio.to_thread(self._push, data)
+            if self._container is None:
+                return out
+            try:
+                more = await self._container.settle(_PUSH_WAIT_S)
+            except DecodeError as exc:
+                self._fail(exc)
+                raise
+            return _concat([out, more])
 
     async def aclose(self) -> None:
         """Stop the demuxer thread, if any, and wait for it off the event loop."""
@@ -611,6 +663,7 @@ class AudioDecoder:
         self._impl = None
         self._container = None
         self._failed = None
+        self._budget = _OutputBudget(self.target_rate)
 
     def close(self) -> None:
         """Stop the demuxer thread, if any."""
@@ -632,7 +685,7 @@ class AudioDecoder:
 
     def _start(self, fmt: Format) -> None:
         self.format = fmt
-        resampler = _Resampler(self.target_rate)
+        resampler = _Resampler(self.target_rate, self._budget)
         if fmt is Format.LINEAR16:
             assert self.pcm_format is not None
             rate, channels = self.pcm_format
@@ -651,5 +704,5 @@ class AudioDecoder:
 
     def _feed_container(self, data: bytes) -> np.ndarray:
         if self._container is None:
-            self._container = _ContainerDecoder(Format.WAV, _Resampler(self.target_rate))
+            self._container = _ContainerDecoder(Format.WAV, _Resampler(self.target_rate, self._budget))
         return self._container.push(data)
