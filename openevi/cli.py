@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openevi.app import create_app
-    from openevi.serving import http_protocol
+    from openevi.serving import ClosingWebSocketProtocol, http_protocol
 
     settings = _settings(args)
     configure_logging(settings.log_level)  # redacts ?api_key= and the like from every log line
@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level,
         "log_config": uvicorn_log_config(),
         "ws_max_size": 16 * 1024 * 1024,
+        "ws": ClosingWebSocketProtocol,
     }
     workers = getattr(args, "workers", None) or settings.workers
     if workers > 1:

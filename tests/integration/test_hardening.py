@@ -94,6 +94,42 @@ def test_a_client_slow_to_send_its_headers_is_cut_off(hardened: ServerProcess) -
     assert httpx.get(f"{hardened.base_url}/healthz", timeout=10).status_code == 200
 
 
+def upgrade_request(*, path: str = "/v0/evi/chat", extra: bytes = b"") -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode() + extra + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (upgrade_request(path="/v0/evi/chat?x=" + "a" * 9000), b"414"),
+        (upgrade_request(extra=b"X-Big: " + b"b" * 9000 + b"\r\n"), b"431"),
+    ],
+    ids=["long-request-line", "long-header"],
+)
+def test_an_oversized_upgrade_request_is_answered_and_closed(
+    hardened: ServerProcess, request_bytes: bytes, status: bytes
+) -> None:
+    """The WebSocket parser refused these with 414/431 but never sent the answer nor closed: no key
+    was needed to hold a file descriptor forever. Many at once are all answered and closed, and
+    the server's descriptors go back to where they were."""
+    before = open_files(hardened)
+    sockets = [socket.create_connection(("127.0.0.1", hardened.port)) for _ in range(50)]
+    try:
+        for sock in sockets:
+            sock.settimeout(30)  # bounds a hang only
+            sock.sendall(request_bytes)
+        answers = [read_until_closed(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert all(answer.startswith(b"HTTP/1.1 " + status) for answer in answers), answers[0][:200]
+    assert open_files(hardened) <= before + 2
+    assert httpx.get(f"{hardened.base_url}/healthz", timeout=10).status_code == 200
+
+
 def open_files(server: ServerProcess) -> int:
     assert server.proc is not None
     return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
