@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     chat_max_tools_bytes: int = Field(default=262_144, ge=0)
     chat_max_text_bytes: int = Field(default=65_536, ge=0)
     chat_max_stored_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Client messages per chat (all its sockets and the control plane): a sustained rate and a burst.
+    chat_max_messages_per_s: float = Field(default=20.0, ge=0)
+    chat_message_burst: int = Field(default=100, ge=1)
     account_max_concurrent_chats: int = Field(default=5, ge=0)
     account_max_chats_per_minute: int = Field(default=60, ge=0)
     account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)

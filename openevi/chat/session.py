@@ -23,7 +23,7 @@ from openevi.audio.recorder import ChatRecorder
 from openevi.chat import messages as msg
 from openevi.chat.config import ChatConfig
 from openevi.chat.context import CONTEXT_EVENT_TYPES, Conversation, rebuild_history
-from openevi.chat.limits import ChatLimits
+from openevi.chat.limits import QUIET, ChatLimits
 from openevi.chat.listener import HeardTurn, Listener, is_backchannel
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.ports import ChatEnd, ChatHistory, Fanout, PhoneCaller, Playback
@@ -127,7 +127,7 @@ class ChatSession:
         self._held: tuple[asyncio.Event, HeardTurn] | None = None
         self.closed = asyncio.Event()
         self._ending: asyncio.Task[None] | None = None
-        self.limits = ChatLimits(runtime.settings)
+        self.limits = ChatLimits(runtime.settings, runtime.clock.monotonic)
         # How the chat's sockets are closed when it ends (revocation closes with a policy code).
         self.close_code = 1000
         self.close_reason = ""
@@ -394,6 +394,9 @@ class ChatSession:
         if self.status is not None:
             return
         async with self._inbound:
+            # hostile (issue 19): while the history is backlogged, the next message waits (the
+            # socket stops being read), so a client cannot queue writes faster than they are stored.
+            await self.history.wait_for_room()
             if self.status is not None:
                 return  # the chat ended while this waited its turn
             try:
@@ -404,7 +407,8 @@ class ChatSession:
 
     async def _dispatch(self, message: p.ControlMessage) -> None:
         if (refusal := self.limits.check(message, self.conversation)) is not None:
-            self.emit_error(*refusal)
+            if refusal is not QUIET:  # hostile (issue 19): a flood past the rate limit is told once a second
+                self.emit_error(*refusal)
             return
         if message.custom_session_id is not None:
             self.custom_session_id = message.custom_session_id

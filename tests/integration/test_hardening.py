@@ -214,3 +214,39 @@ async def test_deeply_nested_variables_in_the_connect_url_are_a_400(hardened: Se
             pass
     assert refused.value.response.status_code == 400
     assert json.loads(refused.value.response.body)["code"] == "invalid_session_settings"
+
+
+async def test_a_pause_resume_flood_stores_a_bounded_number_of_events_and_sigterm_still_stops(
+    tmp_path: Path,
+    llm: ScriptedLLM,  # noqa: F811
+) -> None:
+    """One socket toggling pause/resume as fast as it can used to queue hundreds of thousands of
+    free events; the server then spent minutes writing them and ignored SIGTERM meanwhile."""
+    proc = scripted_server(tmp_path / "openevi", llm, **TEXT_ONLY)
+    proc.start()
+    try:
+        url = proc.base_url.replace("http", "ws", 1) + "/v0/evi/chat?api_key=" + proc.api_key
+        async with websockets.connect(url) as ws:
+            chat_id = json.loads(await ws.recv())["chat_id"]
+            toggles = [json.dumps({"type": t}) for t in ("pause_assistant_message", "resume_assistant_message")]
+            for i in range(20_000):
+                await ws.send(toggles[i % 2])
+            errors = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):  # collects what came back; not a timing assertion
+                    while True:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "error":
+                            errors.append(message)
+            assert errors and errors[0]["code"] == "E0104" and "Too many messages" in errors[0]["message"]
+            assert len(errors) < 100  # told about once a second, not once per dropped message
+        assert proc.proc is not None
+        proc.proc.terminate()
+        proc.proc.wait(timeout=30)  # bounds a hang only: it used to take minutes
+        proc.proc = None
+        proc.start()
+        events = await client_of(proc).empathic_voice.chats.list_chat_events(id=chat_id, page_size=100)
+        total = events.response.total_pages or 0
+        assert 0 < total <= 10, total  # at most a few hundred toggles stored, not 20,000
+    finally:
+        proc.stop()

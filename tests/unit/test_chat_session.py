@@ -11,11 +11,12 @@ import pytest
 
 from openevi.chat import messages as msg
 from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
+from openevi.chat.limits import ROW_BYTES
 from openevi.chat.listener import HeardTurn
 from openevi.chat.session import Phase
 from openevi.llm.base import LLMError, TextDelta, ToolCall
 from openevi.schemas.chat_types import ChatStatus
-from tests.support.fakes import HOLD, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
+from tests.support.fakes import HOLD, FakeClock, FakeEngine, FakeHistory, StoredEvent, kinds, receive_until
 
 WEATHER = FunctionTool("get_weather", '{"type": "object", "properties": {"city": {"type": "string"}}}')
 
@@ -264,3 +265,37 @@ async def test_a_silent_user_is_nudged_once_then_timed_out(engine: FakeEngine) -
     assert session.status == ChatStatus.INACTIVITY_TIMEOUT
     ended = engine.histories[0].ended
     assert ended is not None and ended.message == "on_inactivity_timeout"
+
+
+async def test_a_pause_resume_flood_is_rate_limited_told_once_and_charged(tmp_path: Path) -> None:
+    """One socket toggling pause/resume used to queue 345,200 free events in 5 s. Past the burst
+    the toggles are dropped, the client is told once a second, and every accepted one costs the budget."""
+    clock = FakeClock()
+    engine = FakeEngine(tmp_path, clock=clock)
+    session, queue = await started(engine)
+    for i in range(1_000):
+        await session.handle({"type": "pause_assistant_message" if i % 2 == 0 else "resume_assistant_message"})
+    burst = engine.settings.chat_message_burst
+    history = engine.histories[0]
+    onsets = [e for e in history.events if e.type in ("PAUSE_ONSET", "RESUME_ONSET")]
+    assert len(onsets) == burst
+    assert session.limits.stored >= burst * ROW_BYTES
+    errors = [m for m in drain(queue) if isinstance(m, msg.Error)]
+    assert [(e.code, e.slug) for e in errors] == [("E0104", "limit_exceeded")]
+    assert "Too many messages" in errors[0].message
+    await clock.advance(1.0)  # the bucket refills at the configured rate
+    for i in range(100):
+        await session.handle({"type": "pause_assistant_message" if i % 2 == 0 else "resume_assistant_message"})
+    onsets = [e for e in history.events if e.type in ("PAUSE_ONSET", "RESUME_ONSET")]
+    assert len(onsets) == burst + int(engine.settings.chat_max_messages_per_s)
+    assert len([m for m in drain(queue) if isinstance(m, msg.Error)]) == 1  # told again, once
+    await session.close(ChatStatus.USER_ENDED)
+
+
+def drain(queue: asyncio.Queue[msg.ServerMessage | None]) -> list[msg.ServerMessage]:
+    out = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is not None:
+            out.append(item)
+    return out

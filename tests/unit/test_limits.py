@@ -12,7 +12,7 @@ import pytest
 from openevi.audio.reconstruction import reconstruct
 from openevi.audio.recorder import ChatRecorder
 from openevi.chat.context import Conversation, fill_variables
-from openevi.chat.limits import AccountBudget, ChatLimits, json_depth_ok, rendered_prompt_bytes
+from openevi.chat.limits import QUIET, ROW_BYTES, AccountBudget, ChatLimits, json_depth_ok, rendered_prompt_bytes
 from openevi.schemas import protocol as p
 from openevi.schemas.rest import check_tool_parameters
 from openevi.settings import Settings
@@ -84,10 +84,29 @@ def test_chats_of_one_account_share_its_remaining_quota() -> None:
 def test_the_chat_budget_applies_without_an_account_quota() -> None:
     chat = limits(chat_max_stored_bytes=1_000)
     conversation = Conversation(base_prompt=None)
-    chat.charge("x" * 990)
+    chat.charge("x" * (990 - ROW_BYTES))
+    pause = p.PauseAssistant(type="pause_assistant_message")
+    assert chat.check(pause, conversation) is None  # its row costs ROW_BYTES, charged when accepted
+    assert chat.stored == 990
     assert chat.check(p.UserInput(type="user_input", text="y" * 10), conversation) is None
     assert chat.check(p.UserInput(type="user_input", text="y" * 11), conversation) is not None
-    assert chat.check(p.PauseAssistant(type="pause_assistant_message"), conversation) is None  # stores nothing
+    assert chat.check(pause, conversation) is not None  # no room left for its row
+
+
+def test_messages_are_rate_limited_per_chat_and_the_client_is_told_once_a_second() -> None:
+    now = [0.0]
+    chat = ChatLimits(Settings(chat_max_messages_per_s=10, chat_message_burst=5), clock=lambda: now[0])
+    conversation = Conversation(base_prompt=None)
+    hello = p.UserInput(type="user_input", text="hi")
+    assert [chat.check(hello, conversation) for _ in range(5)] == [None] * 5
+    refusal = chat.check(hello, conversation)
+    assert refusal is not None and refusal[0] == ("E0104", "limit_exceeded") and "Too many messages" in refusal[1]
+    assert chat.check(hello, conversation) is QUIET
+    now[0] = 0.5  # five more tokens, but the client was told less than a second ago
+    assert [chat.check(hello, conversation) for _ in range(5)] == [None] * 5
+    assert chat.check(hello, conversation) is QUIET
+    now[0] = 1.5
+    assert chat.check(hello, conversation) is None
 
 
 def test_deeply_nested_rest_tool_parameters_are_a_validation_error() -> None:
