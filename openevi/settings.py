@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     chat_max_messages_per_s: float = Field(default=20.0, ge=0)
     chat_message_burst: int = Field(default=100, ge=1)
     account_max_concurrent_chats: int = Field(default=5, ge=0)
+    # Observer sockets (`/chat/{id}/connect`) open at once, per chat and per account (in this process).
+    chat_max_observers: int = Field(default=8, ge=0)
+    account_max_observers: int = Field(default=32, ge=0)
     account_max_chats_per_minute: int = Field(default=60, ge=0)
     account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     # Open files kept free for the server itself: a chat that would eat into them is refused (503).

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError, error_body
 from openevi.api.quotas import ChatAdmission
+from openevi.api.revocation import CLOSE_CODE, CLOSE_REASON, E_REVOKED
 from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
 from openevi.chat import messages as msg
@@ -136,9 +137,14 @@ async def _open_chat(
 
 
 async def _pump(
-    websocket: WebSocket, session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None], *, observer: bool
+    websocket: WebSocket,
+    session: ChatSession,
+    outbound: asyncio.Queue[msg.ServerMessage | None],
+    *,
+    observer: bool,
+    revoked: asyncio.Event | None = None,
 ) -> None:
-    """Move frames both ways until either side ends."""
+    """Move frames both ways until either side ends (or, for an observer, its key is revoked)."""
 
     async def writer() -> None:
         while (message := await outbound.get()) is not None:
@@ -176,14 +182,34 @@ async def _pump(
 
     tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
     try:
+        await _until_either_ends(tasks, revoked)
+    finally:
+        session.unsubscribe(outbound)
+    await _close_if_revoked(websocket, revoked, request_id=session.request_id)
+
+
+async def _until_either_ends(tasks: list[asyncio.Task[Any]], revoked: asyncio.Event | None) -> None:
+    """Wait for the first of the pump's tasks (or a revocation) to finish, then stop the others."""
+    if revoked is not None:
+        tasks = [*tasks, asyncio.create_task(revoked.wait())]
+    try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
         pass
     finally:
-        session.unsubscribe(outbound)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close_if_revoked(websocket: WebSocket, revoked: asyncio.Event | None, *, request_id: str | None) -> None:
+    """An observer whose key was revoked is told why and closed with the policy code."""
+    if revoked is None or not revoked.is_set() or websocket.client_state != WebSocketState.CONNECTED:
+        return
+    error = msg.Error.of(E_REVOKED, "The API key this socket was opened with has been revoked", request_id=request_id)
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_text(json.dumps(error.to_dict(), separators=(",", ":")))
+        await websocket.close(code=CLOSE_CODE, reason=CLOSE_REASON)
 
 
 def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None]) -> None:
@@ -246,9 +272,25 @@ async def control_socket(websocket: WebSocket, chat_id: str) -> None:
             raise not_live
         elif not session.allow_connection:
             raise not_allowed
-    except Refused as refused:
+        observers = websocket.app.state.chat_admission.observers
+        observer = observers.admit(principal, chat_id)  # counted until the socket closes (429 when full)
+    except (Refused, ApiError) as refused:
         await _refuse(websocket, refused)
         return
+    try:
+        await _observe(websocket, runtime, bus, session, chat_id, observer.revoked)
+    finally:
+        observers.release(observer)
+
+
+async def _observe(
+    websocket: WebSocket,
+    runtime: ChatRuntime,
+    bus: ChatBus,
+    session: ChatSession | None,
+    chat_id: str,
+    revoked: asyncio.Event,
+) -> None:
     if session is not None:
         outbound = session.subscribe()  # before the client hears it joined, as for a remote chat
         try:
@@ -256,16 +298,22 @@ async def control_socket(websocket: WebSocket, chat_id: str) -> None:
         except BaseException:
             session.unsubscribe(outbound)
             raise
-        await _pump(websocket, session, outbound, observer=True)
+        await _pump(websocket, session, outbound, observer=True, revoked=revoked)
         return
     max_bytes = runtime.settings.chat_max_message_bytes
     async with bus.observe(chat_id) as stream:  # subscribed before the client hears it joined
         await websocket.accept()
-        await _pump_remote(websocket, bus, chat_id, stream, max_bytes=max_bytes)
+        await _pump_remote(websocket, bus, chat_id, stream, max_bytes=max_bytes, revoked=revoked)
 
 
 async def _pump_remote(
-    websocket: WebSocket, bus: ChatBus, chat_id: str, stream: asyncio.Queue[Observed], *, max_bytes: int
+    websocket: WebSocket,
+    bus: ChatBus,
+    chat_id: str,
+    stream: asyncio.Queue[Observed],
+    *,
+    max_bytes: int,
+    revoked: asyncio.Event,
 ) -> None:
     """An observer of a chat that lives on another instance: its stream in, `send` through the bus out."""
 
@@ -298,12 +346,5 @@ async def _pump_remote(
             elif not await bus.publish(chat_id, data):
                 return  # the chat is over; its stream's end closes nothing more
 
-    tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _until_either_ends([asyncio.create_task(writer()), asyncio.create_task(reader())], revoked)
+    await _close_if_revoked(websocket, revoked, request_id=None)

@@ -6,6 +6,10 @@ it already has `OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS` live chats in this process
 instances), or stores `OPENEVI_ACCOUNT_MAX_STORED_BYTES` of chat events. Any caller is refused
 (503) when fewer than `OPENEVI_FD_RESERVE` file descriptors are left, before a chat could fail
 half-open. Admitted chats are remembered with the key that opened them, for the revocation watch.
+
+Observer sockets (`/chat/{id}/connect`) are admitted too: at most `OPENEVI_CHAT_MAX_OBSERVERS` per
+chat and `OPENEVI_ACCOUNT_MAX_OBSERVERS` per account in this process (429 `too_many_observers`), each
+remembered with its own key, so revoking that key closes it even when the chat's key stays live.
 """
 
 from __future__ import annotations
@@ -70,6 +74,48 @@ class LiveChat:
         return self.session.status is None and not self.abandoned(running)
 
 
+@dataclass(eq=False)
+class LiveObserver:
+    """An observer socket this process admitted, with the key that opened it; `revoked` tells its pump
+    to close it (the chat goes on)."""
+
+    account_id: str
+    key_id: str
+    chat_id: str
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ObserverAdmission:
+    """Admits observer sockets per chat and per account, and keeps them for the revocation watch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._per_chat = settings.chat_max_observers
+        self._per_account = settings.account_max_observers
+        self._live: list[LiveObserver] = []
+
+    def live(self) -> list[LiveObserver]:
+        return list(self._live)
+
+    def admit(self, principal: Principal, chat_id: str) -> LiveObserver:
+        """Check the limits (QuotaExceeded) and count the observer until `release`."""
+        account = principal.account_id
+        if self._per_chat and sum(1 for o in self._live if o.chat_id == chat_id) >= self._per_chat:
+            raise QuotaExceeded(
+                f"This chat already has {self._per_chat} observers, its limit", code="too_many_observers"
+            )
+        if self._per_account and sum(1 for o in self._live if o.account_id == account) >= self._per_account:
+            raise QuotaExceeded(
+                f"This account already has {self._per_account} observer sockets open, its limit",
+                code="too_many_observers",
+            )
+        observer = LiveObserver(account, principal.key_id, chat_id)
+        self._live.append(observer)
+        return observer
+
+    def release(self, observer: LiveObserver) -> None:
+        self._live.remove(observer)
+
+
 def free_file_descriptors() -> int | None:
     """How many more files this process may open, or None where that cannot be told."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -100,6 +146,7 @@ class ChatAdmission:
         self._budgets: dict[str, AccountBudget] = {}  # accounts with such chats
         # One admission at a time per account, so two connects cannot both take the last slot.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.observers = ObserverAdmission(settings)
 
     def live_chats(self) -> list[LiveChat]:
         """The live chats (forgetting the finished ones)."""
