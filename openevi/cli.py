@@ -86,7 +86,7 @@ async def _bootstrap(factory: Any, settings: Settings) -> int:
 
     boot = await ensure_default_key(factory, api_key=settings.api_key, secret_key=settings.secret_key)
     if boot.issued is not None:
-        announce(boot.issued, key_was_given=bool(settings.api_key), secret_was_given=bool(settings.secret_key))
+        announce(boot.issued, settings)
     return 0
 
 
