@@ -251,6 +251,7 @@ class ChatSession:
             self.runtime.settings.data_dir / "recordings" / self.chat_id,
             assistant_rate=self.runtime.tts.sample_rate,
             on_finished=self.runtime.on_recording_finished,
+            max_seconds=self.runtime.settings.max_chat_duration_s + 60,  # hostile (issue 19): bounded tracks
         )
         self.runtime.sessions[self.chat_id] = self
         # Messages from the sockets wait until the chat is set up: a user_input sent right after

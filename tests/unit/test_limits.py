@@ -145,3 +145,22 @@ def test_a_recorder_that_cannot_open_files_does_not_raise(tmp_path: Path) -> Non
     recorder.assistant_audio(b"\x00\x00" * 100, 24000, at_ms=0)  # logged, not raised
     recorder.close()
     assert recorder.open_files == 0
+
+
+def test_a_recording_track_holds_at_most_its_bound(tmp_path: Path) -> None:
+    """Audio sent faster than real time (or a timestamp far ahead) used to grow user.wav without end:
+    10 s of 1 MB messages made 834 MB. A track stops at `max_seconds`; the rest is not recorded."""
+    import wave
+
+    directory = tmp_path / "chat"
+    recorder = ChatRecorder(directory, max_seconds=2)
+    second = np.full(16_000, 0.25, dtype=np.float32)
+    for i in range(10):
+        recorder.user_audio(second, at_ms=i * 1000)
+    recorder.user_audio(second, at_ms=10_000_000)  # a gap of ~3 h of silence would be 320 MB
+    recorder.assistant_audio(b"\x01\x00" * 24_000 * 5, 24_000, at_ms=0)
+    recorder.close()
+    with wave.open(str(directory / "user.wav")) as user, wave.open(str(directory / "assistant.wav")) as assistant:
+        assert user.getnframes() == 2 * 16_000
+        assert assistant.getnframes() == 2 * 24_000
+    assert reconstruct(directory).is_file()
