@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     account_max_observers: int = Field(default=32, ge=0)
     account_max_chats_per_minute: int = Field(default=60, ge=0)
     account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # Prompt, tool and config versions an account stores through the REST API (JSON bodies).
+    account_max_resource_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Open files kept free for the server itself: a chat that would eat into them is refused (503).
     fd_reserve: int = Field(default=64, ge=0)
     revocation_check_interval_s: float = Field(default=2.0, gt=0)

@@ -10,6 +10,10 @@ half-open. Admitted chats are remembered with the key that opened them, for the 
 Observer sockets (`/chat/{id}/connect`) are admitted too: at most `OPENEVI_CHAT_MAX_OBSERVERS` per
 chat and `OPENEVI_ACCOUNT_MAX_OBSERVERS` per account in this process (429 `too_many_observers`), each
 remembered with its own key, so revoking that key closes it even when the chat's key stays live.
+
+What an account stores through the REST API (prompt, tool and config versions) is bounded by
+`OPENEVI_ACCOUNT_MAX_RESOURCE_BYTES`: a create that would pass it is refused with 429
+`storage_quota_exceeded` and rolled back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.api.auth import Principal
@@ -32,6 +37,7 @@ from openevi.chat.limits import AccountBudget
 from openevi.settings import Settings
 from openevi.store import usage
 from openevi.store.db import now_ms
+from openevi.store.models import Account
 
 if TYPE_CHECKING:
     from openevi.chat.session import ChatSession
@@ -72,6 +78,21 @@ class LiveChat:
 
     def live(self, running: dict[str, ChatSession]) -> bool:
         return self.session.status is None and not self.abandoned(running)
+
+
+async def check_resource_quota(session: AsyncSession, account_id: str, settings: Settings) -> None:
+    """After a write in `session`'s transaction: refuse it (QuotaExceeded) if the account now stores
+    more prompt, tool and config versions than its quota allows."""
+    limit = settings.account_max_resource_bytes
+    if not limit:
+        return
+    used = await session.scalar(select(Account.resource_bytes).where(Account.id == account_id)) or 0
+    if used > limit:
+        raise QuotaExceeded(
+            f"This account's prompts, tools and configs would store {used} bytes; its limit is {limit}. "
+            "Delete versions it no longer needs",
+            code="storage_quota_exceeded",
+        )
 
 
 @dataclass(eq=False)
