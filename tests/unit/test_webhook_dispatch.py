@@ -282,6 +282,36 @@ async def test_a_receiver_that_never_answers_does_not_delay_another_tenant(
         await d.stop()
 
 
+async def test_several_hostile_accounts_leave_slots_for_a_healthy_tenant(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], receivers: Receivers
+) -> None:
+    """Four accounts with hanging receivers (each on several URLs, so the per-destination limit does
+    not cap them) used to take all 64 slots: a healthy tenant's webhook waited for a timeout (68.8 s)."""
+    config = settings(tmp_path, outbound_allow="127.0.0.1/32", webhook_timeout_s=30, webhook_poll_interval_s=0.05)
+    d = WebhookDispatcher(factory, config)
+    hostile_ids: list[str] = []
+    for n in range(5):
+        account = await new_account(factory, f"hostile-{n}")
+        for u in range(5):
+            hostile_ids += await add_deliveries(factory, account, receivers.url(f"/slow/{n}/{u}"), count=4)
+    healthy = await new_account(factory, "healthy")
+    d.start()
+    try:
+        cap = dispatcher_module.MAX_IN_FLIGHT - dispatcher_module.RESERVED
+        await wait_for(lambda: receivers.count("/slow") >= cap, "the hostile accounts' attempts")
+        [healthy_id] = await add_deliveries(factory, healthy, receivers.url("/fast/healthy"))
+        d.notify()
+        await wait_for(lambda: _status(factory, healthy_id, "DELIVERED"), "the healthy tenant's delivery")
+        rows = [await row(factory, i) for i in hostile_ids]
+        assert all(r.status == "PENDING" and r.last_error is None for r in rows)  # none timed out yet
+        assert not any(p.startswith("/slow") for p in receivers.answered)
+        # Past the shared part, each account only gets its guaranteed few: slots stay free for others.
+        assert receivers.count("/slow") <= cap + 5 * dispatcher_module.GUARANTEED < dispatcher_module.MAX_IN_FLIGHT
+    finally:
+        receivers.release.set()
+        await d.stop()
+
+
 async def _status(factory: async_sessionmaker[AsyncSession], delivery_id: str, status: str) -> bool:
     return (await row(factory, delivery_id)).status == status
 
