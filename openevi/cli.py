@@ -160,9 +160,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             async with transaction(factory) as s:
                 account_id = await transfer.account_for(s, args.api_key)
-                report = await transfer.import_items(
-                    s, parsed, account_id=account_id, allow_http_webhooks=settings.allow_http_webhooks
-                )
+            report = await transfer.import_items(
+                factory, parsed, account_id=account_id, allow_http_webhooks=settings.allow_http_webhooks
+            )
         except transfer.UnknownKeyError as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -9,6 +9,7 @@ here unchanged, and refuses (with the reason) what would overwrite or take over 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable
@@ -16,19 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.schemas.rest import PostedConfig, PostedPrompt, PostedTool
 from openevi.services import configs
 from openevi.services.views import paged, prompt_view, tool_view
 from openevi.store import accounts, resources
-from openevi.store.db import now_ms
+from openevi.store.db import now_ms, transaction
 from openevi.store.resources import Kind, Versioned
 
 Action = Literal["created", "skipped", "refused", "conflict"]
 KINDS: tuple[Kind, ...] = ("prompt", "tool", "config")  # import order: configs point at the other two
 PAGE_KEYS: dict[str, Kind] = {"prompts_page": "prompt", "tools_page": "tool", "configs_page": "config"}
 EXPORT_PAGE_SIZE = 100  # the largest page the REST API returns
+# Versions stored per import transaction: SQLite has one writer, so a long import must let others in.
+BATCH_VERSIONS = 200
+BATCH_PAUSE_S = 0.1
 
 
 class UnknownKeyError(Exception):
@@ -470,15 +474,40 @@ def _timestamp(data: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-async def import_items(session: AsyncSession, parsed: Parsed, *, account_id: str, allow_http_webhooks: bool) -> Report:
-    """Recreate the parsed versions under the account, in one transaction (the caller's)."""
+async def import_items(
+    factory: async_sessionmaker[AsyncSession],
+    parsed: Parsed,
+    *,
+    account_id: str,
+    allow_http_webhooks: bool,
+    batch_versions: int = BATCH_VERSIONS,
+) -> Report:
+    """Recreate the parsed versions under the account, in short transactions of about
+    `batch_versions` versions (a resource's versions always together), so a server running meanwhile
+    is never locked out of the database for long. An interrupted import can simply be run again:
+    what it already stored is skipped."""
     report = Report(outcomes=list(parsed.refused))
-    importer = _Importer(session, account_id=account_id, allow_http_webhooks=allow_http_webhooks, report=report)
     groups: dict[tuple[Kind, str], list[Item]] = {}
     for item in parsed.items:  # already in import order: prompts, tools, configs; ascending versions
         groups.setdefault((item.kind, item.id), []).append(item)
-    for (kind, resource_id), versions in groups.items():
-        await importer.resource(kind, resource_id, versions)
+    pending = list(reversed(groups.items()))  # popped from the end: in import order
+    importer: _Importer | None = None
+    while pending:
+        async with transaction(factory) as session:
+            if importer is None:
+                importer = _Importer(
+                    session, account_id=account_id, allow_http_webhooks=allow_http_webhooks, report=report
+                )
+            importer.session = session  # one importer: it remembers refusals across transactions
+            done = 0
+            while pending and done < batch_versions:
+                (kind, resource_id), versions = pending.pop()
+                await importer.resource(kind, resource_id, versions)
+                done += len(versions)
+        if pending:
+            # SQLite's busy handler retries a waiting writer every few to 100 ms: a pause that long
+            # lets it in (taking the lock again at once would starve it until its busy timeout).
+            await asyncio.sleep(BATCH_PAUSE_S)
     return report
 
 
