@@ -37,6 +37,19 @@ _BRACKETS = re.compile(r"\[([^\]]*)\]")
 _TRUE = {"true", "1", "yes", "on"}
 
 
+# Messages with no event of their own: sent without waiting for the history to be written.
+_NOT_STORED = frozenset({msg.AudioOutput.type})
+# A wedged database must not stop a chat's socket: past this, the message goes out anyway.
+SYNC_WAIT_S = 2.0
+
+
+async def _stored_first(session: ChatSession) -> None:
+    """Wait until the events recorded so far are stored, so what a client sees survives a kill -9."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SYNC_WAIT_S):
+            await session.history.synced()
+
+
 class Refused(Exception):
     """The upgrade is refused with an HTTP status and an error body."""
 
@@ -148,6 +161,8 @@ async def _pump(
 
     async def writer() -> None:
         while (message := await outbound.get()) is not None:
+            if message.type not in _NOT_STORED:
+                await _stored_first(session)
             await websocket.send_text(json.dumps(message.to_dict(), separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)

@@ -3,6 +3,10 @@
 Each write is its own transaction (an event with the webhook deliveries it causes), so a crash
 loses at most the writes still queued, never leaves half of one.
 
+`synced()` waits until every write submitted so far is committed: the chat socket calls it before
+sending a message, so what a client saw is in the database even if the process is killed right
+after (kill -9 used to lose a `user_message` the client had received up to 2.26 s earlier).
+
 The queue is bounded by backpressure: a client's next message waits (`wait_for_room`) while more than
 `HIGH_WATER` writes are queued, so what a chat has queued — and what a shutdown must still write —
 stays small. The server's own writes (answers, the end) are always queued.
@@ -40,13 +44,28 @@ class EventLog:
         self._task: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self._submitted = 0  # writes submitted so far
+        self._finished = 0  # of those, committed (or given up on after retries)
+        self._progress = asyncio.Condition()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"eventlog-{self._chat_id}")
 
     def submit(self, write: Write) -> None:
         """Queue a write; it runs after every write submitted before it."""
+        self._submitted += 1
         self._queue.put_nowait(write)
+
+    async def synced(self) -> None:
+        """Return once every write submitted before this call is committed (at once if none is
+        pending, or if no writer runs)."""
+        target = self._submitted
+        if self._finished >= target:
+            return
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: self._finished >= target or self._task is None or self._task.done()
+            )
 
     async def wait_for_room(self) -> None:
         """Wait while more than `HIGH_WATER` writes are queued (not when no writer runs)."""
@@ -67,6 +86,8 @@ class EventLog:
             await self._drain()
         finally:
             self._room.set()  # nobody waits for a writer that is gone
+            async with self._progress:
+                self._progress.notify_all()
 
     async def _drain(self) -> None:
         while True:
@@ -88,3 +109,6 @@ class EventLog:
                         log.exception("chat %s: could not store an event", self._chat_id)
                     else:
                         await asyncio.sleep(0.05 * (attempt + 1))
+            self._finished += 1
+            async with self._progress:
+                self._progress.notify_all()

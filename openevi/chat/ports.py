@@ -88,6 +88,9 @@ class ChatHistory(Protocol):
     async def wait_for_room(self) -> None:
         """Return once the queue of writes is short enough to accept a client's next message."""
 
+    async def synced(self) -> None:
+        """Return once every event recorded so far is stored (sockets send what they show after it)."""
+
     async def close(self) -> None:
         """Finish every queued write."""
 

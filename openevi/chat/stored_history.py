@@ -113,6 +113,9 @@ class StoredHistory:
     async def wait_for_room(self) -> None:
         await self._log.wait_for_room()
 
+    async def synced(self) -> None:
+        await self._log.synced()
+
     async def close(self) -> None:
         await self._log.close()
 

@@ -92,6 +92,9 @@ class FakeHistory:
     async def wait_for_room(self) -> None:
         pass
 
+    async def synced(self) -> None:
+        pass
+
     async def close(self) -> None:
         self.closed = True
 
