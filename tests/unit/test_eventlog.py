@@ -10,20 +10,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from openevi.chat.eventlog import HIGH_WATER, EventLog
 
 
-async def test_a_long_queue_makes_the_next_client_message_wait_until_it_drains() -> None:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    log = EventLog(async_sessionmaker(engine), chat_id="c", on_deliveries=lambda: None)
-    gate = asyncio.Event()
-    done: list[int] = []
+class GatedWrites:
+    """An EventLog on in-memory SQLite whose writes wait for `gate`, recording their order in `done`."""
 
-    def write(n: int):  # type: ignore[no-untyped-def]
+    def __init__(self) -> None:
+        self.engine = create_async_engine("sqlite+aiosqlite://")
+        self.log = EventLog(async_sessionmaker(self.engine), chat_id="c", on_deliveries=lambda: None)
+        self.gate = asyncio.Event()
+        self.done: list[int] = []
+
+    def write(self, n: int):  # type: ignore[no-untyped-def]
         async def run(session: AsyncSession) -> bool:
-            await gate.wait()
-            done.append(n)
+            await self.gate.wait()
+            self.done.append(n)
             return False
 
         return run
 
+
+async def test_a_long_queue_makes_the_next_client_message_wait_until_it_drains() -> None:
+    w = GatedWrites()
+    log, gate, done, write = w.log, w.gate, w.done, w.write
     log.start()
     for n in range(HIGH_WATER * 3):
         log.submit(write(n))
@@ -37,23 +44,12 @@ async def test_a_long_queue_makes_the_next_client_message_wait_until_it_drains()
     await log.close()
     assert done == list(range(HIGH_WATER * 3))  # in order, none lost
     await log.wait_for_room()  # no writer: never waits
-    await engine.dispose()
+    await w.engine.dispose()
 
 
 async def test_synced_returns_once_every_write_submitted_before_it_is_committed() -> None:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    log = EventLog(async_sessionmaker(engine), chat_id="c", on_deliveries=lambda: None)
-    gate = asyncio.Event()
-    done: list[int] = []
-
-    def write(n: int):  # type: ignore[no-untyped-def]
-        async def run(session: AsyncSession) -> bool:
-            await gate.wait()
-            done.append(n)
-            return False
-
-        return run
-
+    w = GatedWrites()
+    log, gate, done, write = w.log, w.gate, w.done, w.write
     await log.synced()  # nothing submitted: at once
     log.start()
     log.submit(write(1))
@@ -66,7 +62,7 @@ async def test_synced_returns_once_every_write_submitted_before_it_is_committed(
     await asyncio.wait_for(synced, 30)  # bounds a hang only
     assert done == [1, 2]
     await log.close()
-    await engine.dispose()
+    await w.engine.dispose()
 
 
 async def test_the_chat_socket_sends_a_message_only_after_its_event_is_stored() -> None:
