@@ -33,7 +33,7 @@ from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, Tex
 from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, status_code_slug
 from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages, stream_openai_chunks
 from openevi.net.clients import GuardedTransport, connect_websocket, short_reason
-from openevi.net.outbound import OutboundPolicy, OutboundRefused
+from openevi.net.outbound import OutboundPolicy, OutboundRefused, parse_ip_literal
 
 logger = logging.getLogger("openevi.llm.custom")
 
@@ -150,20 +150,27 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
                         raise LLMError("custom language model sent a malformed event stream", code=exc.code) from exc
                     raise LLMError(short_reason(str(exc)), code=exc.code) from exc
         except OutboundRefused as exc:
-            raise _refused(exc) from exc
+            raise _refused(exc, where) from exc
         except httpx.TimeoutException as exc:
             kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
             raise LLMError(f"custom language model timed out ({kind}) at {where}", code="llm_timeout") from exc
         except httpx.TransportError as exc:
-            raise LLMError(
-                f"custom language model unreachable at {where}: {type(exc).__name__}", code="llm_unreachable"
-            ) from exc
+            raise _unreachable(where) from exc
 
 
 _ERROR_BODY_LIMIT = 4096
 
 
-def _refused(exc: OutboundRefused) -> LLMError:
+def _unreachable(where: str) -> LLMError:
+    return LLMError(f"custom language model unreachable at {where}", code="llm_unreachable")
+
+
+def _refused(exc: OutboundRefused, where: str) -> LLMError:
+    """What a tenant learns of a refusal. For a host name, exactly what a name that does not resolve
+    (or does not answer) gives: otherwise refusals would tell which internal names exist."""
+    if parse_ip_literal(exc.host) is None:
+        logger.info("custom language model URL refused: %s", exc)  # the operator sees why
+        return _unreachable(where)
     return LLMError(f"custom language model URL not allowed: {exc.tenant_message}", code="llm_url_refused")
 
 
@@ -294,9 +301,12 @@ class CustomWebSocketLanguageModel:
                 )
                 self._ws = await asyncio.wait_for(opening, timeout=self.connect_timeout + 1)
             except OutboundRefused as exc:
-                raise _refused(exc) from exc
+                raise _refused(exc, _safe_url(self.url)) from exc
+            except (OSError, TimeoutError) as exc:  # a name that does not resolve reads like a refused one
+                logger.info("custom language model at %s: %r", _safe_url(self.url), exc)
+                raise _unreachable(_safe_url(self.url)) from exc
             # ValueError: websockets refuses a cross-origin redirect once the checked address is pinned.
-            except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
+            except (ValueError, WebSocketException) as exc:
                 raise LLMError(
                     f"custom language model unreachable at {_safe_url(self.url)}: {short_reason(repr(exc))}",
                     code="llm_unreachable",
