@@ -44,6 +44,10 @@ SMALL_CHUNK_BYTES = 64 * 1024
 SECONDS_PER_SMALL_BYTE = 0.02
 SECONDS_PER_LARGE_BYTE = 0.001
 OUTPUT_ALLOWANCE_S = 10.0
+# A streamed container (webm, ogg, a WAV handed to FFmpeg) that yields no audio from this many bytes
+# is not audio: FFmpeg would otherwise keep looking for the next page silently, and the client would
+# never hear of it. (An mp4 with its index at the end yields audio only at its end: not counted.)
+NO_AUDIO_BYTES = 32 * 1024
 
 
 class DecodeError(Exception):
@@ -104,8 +108,10 @@ class _OutputBudget:
         self._rate = target_rate
         self.allowed = OUTPUT_ALLOWANCE_S * target_rate
         self.samples_out = 0
+        self.bytes_in = 0
 
     def feed(self, size: int) -> None:
+        self.bytes_in += size
         small = min(size, SMALL_CHUNK_BYTES)
         seconds = small * SECONDS_PER_SMALL_BYTE + (size - small) * SECONDS_PER_LARGE_BYTE
         self.allowed += seconds * self._rate
@@ -305,6 +311,11 @@ class _WavDecoder:
         if (codec, bits) == (1, 24):
             return _Pcm24Decoder(rate, channels, self._resampler)
         dtype = dtypes.get((codec, bits))
+        if dtype is None and codec in (1, 3):
+            kind = "PCM" if codec == 1 else "float"
+            raise DecodeError(
+                f"Unsupported WAV sample format: {bits}-bit {kind} (8, 16, 24 or 32-bit PCM, 32 or 64-bit float)"
+            )
         if dtype is None:
             # Not plain PCM: FFmpeg decodes it. It needs the whole header again, so rebuild one.
             self._delegated = True
@@ -451,6 +462,7 @@ class _ContainerDecoder:
     """
 
     def __init__(self, fmt: Format, resampler: _Resampler, *, seekable: bool = False) -> None:
+        self.streaming = not seekable  # audio comes out as bytes come in
         self._fmt = fmt
         self._resampler = resampler
         self._buffer = _BlockingBuffer(seekable=seekable)
@@ -588,6 +600,7 @@ class AudioDecoder:
             return out
         try:
             more = self._container.wait_idle(_PUSH_WAIT_S)
+            self._check_audio_found()
         except DecodeError as exc:
             self._fail(exc)
             raise
@@ -622,6 +635,7 @@ class AudioDecoder:
                 return out
             try:
                 more = await self._container.settle(_PUSH_WAIT_S)
+                self._check_audio_found()
             except DecodeError as exc:
                 self._fail(exc)
                 raise
@@ -674,6 +688,12 @@ class AudioDecoder:
         # A chat that ends without flush() must not leave its demuxer thread blocked forever.
         if getattr(self, "_container", None) is not None:
             self.close()
+
+    def _check_audio_found(self) -> None:
+        assert self._container is not None
+        if self._container.streaming and self._budget.samples_out == 0 and self._budget.bytes_in > NO_AUDIO_BYTES:
+            kind = self.format.value if self.format is not None else "audio"
+            raise DecodeError(f"No audio found in the first {self._budget.bytes_in} bytes of the {kind} stream")
 
     def _check(self) -> None:
         if self._failed is not None:

@@ -283,3 +283,22 @@ async def test_push_async_converts_and_resamples_off_the_event_loop(monkeypatch:
     out = await decoder.push_async(_wav_header(rate=8_000, channels=2) + b"\1\0" * 8_000)
     assert 6_000 < out.size <= 8_000  # 4,000 stereo frames at 8 kHz → 0.5 s at 16 kHz (less the filter delay)
     assert threads and threading.get_ident() not in threads
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_wav_header(rate=16_000, channels=1, bits=0) + bytes(3200), "Unsupported WAV sample format"),
+        (_wav_header(rate=16_000, channels=1, bits=7) + bytes(3200), "Unsupported WAV sample format"),
+        (_wav_header(rate=16_000, channels=1, bits=0, codec=0x55) + np.random.default_rng(3).bytes(40_000), "wav"),
+        (b"OggS" + np.random.default_rng(4).bytes(40_000), "No audio found"),
+    ],
+    ids=["0-bit", "7-bit", "mp3-in-wav-garbage", "garbage-after-ogg-magic"],
+)
+async def test_undecodable_audio_is_an_error_not_silence(data: bytes, match: str) -> None:
+    """These used to decode to nothing, silently: the client never got E0201."""
+    decoder = AudioDecoder()
+    with pytest.raises(DecodeError, match=match):
+        for at in range(0, len(data), 1000):
+            await decoder.push_async(data[at : at + 1000])
+    await decoder.aclose()
