@@ -154,6 +154,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"cannot read the import: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print("cannot read the import: its JSON is nested too deeply", file=sys.stderr)
+        return 2
     settings = _settings(args)
 
     async def work(factory: Any) -> int:

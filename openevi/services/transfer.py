@@ -32,6 +32,7 @@ PAGE_KEYS: dict[str, Kind] = {"prompts_page": "prompt", "tools_page": "tool", "c
 EXPORT_PAGE_SIZE = 100  # the largest page the REST API returns
 # Versions stored per import transaction: SQLite has one writer, so a long import must let others in.
 BATCH_VERSIONS = 200
+MAX_LIST_DEPTH = 8  # files hold pages, objects or lists of them; deeper is not an export
 BATCH_PAUSE_S = 0.1
 
 
@@ -127,7 +128,8 @@ def _canonical_id(value: Any) -> bool:
     if not isinstance(value, str) or len(value) != 36:
         return False
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        # Exactly as the API writes ids: an upper-case copy would be a second id for the same UUID.
+        return str(uuid.UUID(value)) == value
     except ValueError:
         return False
 
@@ -146,10 +148,13 @@ class _Reader:
         self.items: list[Item] = []
         self.refused: list[Outcome] = []
 
-    def walk(self, value: Any, where: str) -> None:
+    def walk(self, value: Any, where: str, depth: int = 0) -> None:
         if isinstance(value, list):
+            if depth >= MAX_LIST_DEPTH:
+                self.refuse("?", value, where, f"lists nested more than {MAX_LIST_DEPTH} deep")
+                return
             for index, entry in enumerate(value):
-                self.walk(entry, f"{where}[{index}]")
+                self.walk(entry, f"{where}[{index}]", depth + 1)
             return
         if not isinstance(value, dict):
             self.refuse("?", value, where, f"expected a JSON object or list, found {type(value).__name__}")
@@ -187,7 +192,7 @@ class _Reader:
         if embedded and not well_formed:
             return  # only a copy: the config itself says what is wrong with its reference
         if not _canonical_id(obj.get("id")):
-            self.refuse(kind, obj, where, "id must be a UUID")
+            self.refuse(kind, obj, where, "id must be a UUID, in lower case as the API returns it")
         elif not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= resources.MAX_VERSION:
             self.refuse(kind, obj, where, "version must be an integer from 0")
         elif not isinstance(obj.get("name"), str):

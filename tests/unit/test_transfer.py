@@ -140,7 +140,7 @@ def test_unreadable_entries_are_refused_with_where_they_are() -> None:
     )
     assert parsed.items == []
     assert [(o.source, o.reason) for o in parsed.refused] == [
-        ("x.json[0]", "id must be a UUID"),
+        ("x.json[0]", "id must be a UUID, in lower case as the API returns it"),
         ("x.json[1]", "not a prompt, tool or config (no text, parameters or evi_version)"),
         ("x.json[2]", "expected a JSON object or list, found str"),
         ("x.json[3]", "version must be an integer from 0"),
@@ -256,3 +256,28 @@ async def test_a_large_import_lets_other_writers_in_between_its_batches(
 
     await asyncio.gather(importing(), other_writer())
     assert order == ["writer", "import"]
+
+
+def test_an_upper_case_copy_of_an_id_is_refused() -> None:
+    """Ids are compared as text: an upper-case copy of another account's id was a second id for it."""
+    lower = "abcdef01-2345-4789-8abc-def012345678"
+    parsed = transfer.parse_documents([("doc", [prompt(0) | {"id": lower.upper()}, prompt(1) | {"id": lower}])])
+    assert [i.id for i in parsed.items] == [lower]
+    assert [o.reason for o in parsed.refused] == ["id must be a UUID, in lower case as the API returns it"]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "[" * 500 + "]" * 500])
+def test_deeply_nested_import_files_are_a_clear_error(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from openevi.cli import main
+
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    code = main(["import", "--data-dir", str(tmp_path / "data"), str(path)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if code == 2:
+        assert "nested too deeply" in captured.err
+    else:  # parsed: the deep lists are refused with a reason, nothing is imported
+        assert code == 1 and "nested more than" in captured.out
