@@ -151,6 +151,8 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
                     raise LLMError(short_reason(str(exc)), code=exc.code) from exc
         except OutboundRefused as exc:
             raise _refused(exc, where) from exc
+        except httpx.InvalidURL as exc:
+            raise LLMError(f"custom language model URL is not valid: {exc}", code="llm_bad_config") from exc
         except httpx.TimeoutException as exc:
             kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
             raise LLMError(f"custom language model timed out ({kind}) at {where}", code="llm_timeout") from exc

@@ -302,6 +302,9 @@ class WebhookDispatcher:
         except OutboundRefused as exc:
             # Policy, not a network failure: retrying cannot help, so the delivery fails now.
             error, refused = str(exc), True
+        except httpx.InvalidURL as exc:
+            # Stored before the URL was checked at config time (`0177.0.0.1`): it never becomes valid.
+            error, refused = f"invalid webhook URL: {exc}", True
         except TimeoutError:
             error = f"timed out after {self._timeout_s:g}s"
         except httpx.HTTPError as exc:

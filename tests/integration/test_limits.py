@@ -302,3 +302,17 @@ def test_rest_stored_versions_are_within_the_account_quota(limited: ServerProces
         url, headers={"X-Hume-Api-Key": fresh_key(limited)}, json={"name": "big", "text": "p" * 40_000}, timeout=30
     )
     assert other.status_code == 201, other.text
+
+
+@pytest.mark.parametrize("url", ["https://0177.0.0.1/hook", "https://\u0661\u0662\u0667.0.0.1/hook"])
+def test_a_webhook_url_the_server_could_never_call_is_refused_at_config_time(limited: ServerProcess, url: str) -> None:
+    import httpx
+
+    response = httpx.post(
+        f"{limited.base_url}/v0/evi/configs",
+        headers={"X-Hume-Api-Key": fresh_key(limited)},
+        json={"name": "hooks", "evi_version": "3", "webhooks": [{"url": url, "events": ["chat_started"]}]},
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    assert "not a valid URL" in response.text

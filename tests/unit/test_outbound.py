@@ -525,3 +525,13 @@ async def test_tenants_are_not_told_what_internal_names_resolve_to(no_real_conne
     with pytest.raises(OutboundRefused) as refused:
         await OutboundPolicy(resolver=RESOLVER).addresses("internal.test", 80)
     assert "10.0.0.1" in str(refused.value)  # the operator's view (logs, delivery records) has it
+
+
+async def test_a_custom_model_url_the_client_cannot_parse_is_a_config_error(no_real_connects: list[Any]) -> None:
+    """It used to surface as an "internal error"."""
+    model = CustomSSELanguageModel(url="https://0177.0.0.1/v1", outbound=OutboundPolicy(resolver=RESOLVER))
+    with pytest.raises(LLMError) as info:
+        [e async for e in model.stream(REQUEST)]
+    await model.aclose()
+    assert info.value.code == "llm_bad_config" and "not valid" in str(info.value)
+    assert no_real_connects == []

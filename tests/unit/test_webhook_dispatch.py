@@ -367,3 +367,23 @@ async def test_refused_webhook_urls_fail_at_once_without_connecting(
     assert failed.status == "FAILED" and failed.attempts == 1  # policy: no retries
     assert failed.last_error and reason in failed.last_error and "OPENEVI_OUTBOUND_ALLOW" in failed.last_error
     assert failed.last_status_code is None and network.hosts == []
+
+
+@pytest.mark.parametrize("url", ["https://0177.0.0.1/h", "https://127.000.000.001/h", "https://\u0661\u0662\u0667.0.0.1/h"])
+async def test_a_stored_url_the_client_cannot_parse_fails_once_not_forever(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str
+) -> None:
+    """Such URLs crashed the attempt, so the claim expired and the row was retried forever (98
+    attempts with a maximum of 8). Now it fails at once, with the reason, and nothing connects."""
+    network = NoNetwork()
+    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
+    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
+    account = await new_account(factory, "unparseable")
+    [delivery_id] = await add_deliveries(factory, account, url)
+    async with httpx.AsyncClient(transport=transport) as client:
+        [item] = await d._claim_due(10)
+        await d._deliver(client, item)
+    failed = await row(factory, delivery_id)
+    assert failed.status == "FAILED" and failed.attempts == 1
+    assert failed.last_error and "invalid webhook URL" in failed.last_error
+    assert network.hosts == []
