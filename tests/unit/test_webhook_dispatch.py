@@ -341,6 +341,21 @@ async def stub_resolver(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(table[host])]
 
 
+async def deliver_once(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str
+) -> tuple[WebhookDelivery, NoNetwork]:
+    """One attempt at a delivery to `url` through the guard over a network that never connects."""
+    network = NoNetwork()
+    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
+    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
+    account = await new_account(factory, "tenant")
+    [delivery_id] = await add_deliveries(factory, account, url)
+    async with httpx.AsyncClient(transport=transport) as client:
+        [item] = await d._claim_due(10)
+        await d._deliver(client, item)
+    return await row(factory, delivery_id), network
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -355,15 +370,7 @@ async def stub_resolver(host: str, port: int) -> list[IPAddress]:
 async def test_refused_webhook_urls_fail_at_once_without_connecting(
     tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str, reason: str
 ) -> None:
-    network = NoNetwork()
-    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
-    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
-    account = await new_account(factory, "refused")
-    [delivery_id] = await add_deliveries(factory, account, url)
-    async with httpx.AsyncClient(transport=transport) as client:
-        [item] = await d._claim_due(10)
-        await d._deliver(client, item)
-    failed = await row(factory, delivery_id)
+    failed, network = await deliver_once(tmp_path, factory, url)
     assert failed.status == "FAILED" and failed.attempts == 1  # policy: no retries
     assert failed.last_error and reason in failed.last_error and "OPENEVI_OUTBOUND_ALLOW" in failed.last_error
     assert failed.last_status_code is None and network.hosts == []
@@ -375,15 +382,7 @@ async def test_a_stored_url_the_client_cannot_parse_fails_once_not_forever(
 ) -> None:
     """Such URLs crashed the attempt, so the claim expired and the row was retried forever (98
     attempts with a maximum of 8). Now it fails at once, with the reason, and nothing connects."""
-    network = NoNetwork()
-    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
-    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
-    account = await new_account(factory, "unparseable")
-    [delivery_id] = await add_deliveries(factory, account, url)
-    async with httpx.AsyncClient(transport=transport) as client:
-        [item] = await d._claim_due(10)
-        await d._deliver(client, item)
-    failed = await row(factory, delivery_id)
+    failed, network = await deliver_once(tmp_path, factory, url)
     assert failed.status == "FAILED" and failed.attempts == 1
     assert failed.last_error and "invalid webhook URL" in failed.last_error
     assert network.hosts == []
