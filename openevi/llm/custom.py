@@ -142,6 +142,12 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
             ) as response:
                 if response.status_code >= 400:
                     raise await _status_error(response)
+                if not 200 <= response.status_code < 300:  # a redirect is not an answer (never followed)
+                    raise LLMError(
+                        f"custom language model answered HTTP {response.status_code} instead of a stream "
+                        "(redirects are not followed: set model_resource to the final URL)",
+                        code="llm_bad_response",
+                    )
                 try:
                     async for event in stream_openai_chunks(response, "custom language model"):
                         yield event
