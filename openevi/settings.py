@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # Client messages per chat (all its sockets and the control plane): a sustained rate and a burst.
     chat_max_messages_per_s: float = Field(default=20.0, ge=0)
     chat_message_burst: int = Field(default=100, ge=1)
+    # Frames read per second from one chat socket (audio included): past it the socket is read later.
+    chat_max_frames_per_s: float = Field(default=200.0, ge=0)
     account_max_concurrent_chats: int = Field(default=5, ge=0)
     # Observer sockets (`/chat/{id}/connect`) open at once, per chat and per account (in this process).
     chat_max_observers: int = Field(default=8, ge=0)

@@ -24,10 +24,12 @@ from openevi.api.revocation import CLOSE_CODE, CLOSE_REASON, E_REVOKED
 from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
 from openevi.chat import messages as msg
+from openevi.chat.limits import MessageRate
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
+from openevi.settings import Settings
 from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, audio_input, is_audio, parse_frame
 
 log = logging.getLogger("openevi.api.chat_ws")
@@ -39,8 +41,15 @@ _TRUE = {"true", "1", "yes", "on"}
 
 # Messages with no event of their own: sent without waiting for the history to be written.
 _NOT_STORED = frozenset({msg.AudioOutput.type})
+# A socket this many seconds of frames ahead of OPENEVI_CHAT_MAX_FRAMES_PER_S is closed (1008).
+FLOOD_CLOSE_S = 5.0
 # A wedged database must not stop a chat's socket: past this, the message goes out anyway.
 SYNC_WAIT_S = 2.0
+
+
+def _frame_pacer(settings: Settings) -> MessageRate | None:
+    rate = settings.chat_max_frames_per_s
+    return MessageRate(rate, max(1, int(2 * rate))) if rate else None
 
 
 async def _stored_first(session: ChatSession) -> None:
@@ -167,10 +176,18 @@ async def _pump(
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)
 
+    pacer = _frame_pacer(session.runtime.settings)
+
     async def reader() -> None:
         while True:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
+                return
+            # A flood of tiny frames waits in TCP instead of costing the loop; one that keeps on is cut off.
+            if pacer is not None and not await pacer.wait(at_most_s=FLOOD_CLOSE_S):
+                log.warning("chat %s: a socket sent frames far faster than it may; closing it", session.chat_id)
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=1008, reason="Too many messages")
                 return
             text, binary = frame.get("text"), frame.get("bytes")
             if text is None and binary is not None:

@@ -15,6 +15,7 @@ pause/resume cannot queue hundreds of thousands of writes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -102,11 +103,32 @@ class MessageRate:
         self._tokens = float(burst)
         self._clock = clock
         self._at = clock()
+        self._held_since: float | None = None  # since when every take had to wait (wait())
 
-    def take(self) -> bool:
+    async def wait(self, *, at_most_s: float) -> bool:
+        """Take a token, waiting for one if there is none (a flood then waits in TCP, not in memory).
+        False, without waiting, once the sender has been held back for more than `at_most_s` on end."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self._held_since = None
+            return True
+        now = self._clock()
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since > at_most_s:
+            return False
+        self._tokens -= 1.0  # a debt, paid back by the refill while this sleeps
+        await asyncio.sleep(-self._tokens / self._rate)
+        return True
+
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
+
+    def take(self) -> bool:
+        self._refill()
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0

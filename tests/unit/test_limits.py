@@ -164,3 +164,26 @@ def test_a_recording_track_holds_at_most_its_bound(tmp_path: Path) -> None:
         assert user.getnframes() == 2 * 16_000
         assert assistant.getnframes() == 2 * 24_000
     assert reconstruct(directory).is_file()
+
+
+async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames past the rate wait (in TCP, not memory); a sender held back on end is cut off."""
+
+    from openevi.chat import limits as limits_module
+    from openevi.chat.limits import MessageRate
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    pacer = MessageRate(10, 5, clock=lambda: now[0])
+    assert all([await pacer.wait(at_most_s=2) for _ in range(5)]) and slept == []  # the burst is free
+    results = [await pacer.wait(at_most_s=2) for _ in range(40)]
+    assert slept and all(abs(s - 0.1) < 1e-9 for s in slept)  # then one frame per 0.1 s
+    assert results[:20] == [True] * 20 and results[-1] is False  # held for over 2 s: stop reading
+    now[0] += 10  # a sender that slowed down is read at once again
+    assert await pacer.wait(at_most_s=2) is True
