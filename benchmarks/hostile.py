@@ -322,9 +322,10 @@ async def run(server: ServerProcess, seconds: float, phases: list[str]) -> None:
         extra = {k: v for k, v in row.items() if k not in ("phase", "rest_p95_ms", "rest_n", "voice_p95_ms", "rss_mb")}
         rest_delta = (row["rest_p95_ms"] / base["rest_p95_ms"] - 1) * 100
         voice_delta = (row["voice_p95_ms"] / base["voice_p95_ms"] - 1) * 100
+        got = ", ".join(f"{k} {v}" for k, v in extra.items()) or "-"
         print(
             f"| {row['phase']} | {row['rest_p95_ms']} ({rest_delta:+.0f}%) "
-            f"| {row['voice_p95_ms']} ({voice_delta:+.0f}%) | {row['rss_mb']} | {', '.join(f'{k} {v}' for k, v in extra.items()) or '-'} |"
+            f"| {row['voice_p95_ms']} ({voice_delta:+.0f}%) | {row['rss_mb']} | {got} |"
         )
     print(f"\nSIGTERM during a pause/resume flood: the server exited after {await sigterm_during_flood(server):.1f} s")
 
