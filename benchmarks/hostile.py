@@ -273,7 +273,10 @@ async def phase(
     rest = asyncio.create_task(rest_victim(server, config_id, stop))
     voice = asyncio.create_task(voice_chat(server, config_id, 3, clips))
     result = await attack(server, key, seconds)
-    voice_ms = await voice
+    try:
+        voice_ms = await voice
+    except Exception as exc:  # the victim's chat broke: that is the result
+        voice_ms, result["victim_voice_error"] = [float("inf")], repr(exc)[:80]
     stop.set()
     rest_ms = await rest
     return {
@@ -310,9 +313,10 @@ async def run(server: ServerProcess, seconds: float, phases: list[str]) -> None:
     assert config is not None and config.id is not None
     clips = [np.concatenate([speak(s), np.zeros(int(RATE * 0.1), dtype=np.float32)]) for s in SENTENCES]
     await voice_chat(server, config.id, 1, clips)  # warm-up
-    rows = [await phase(server, name, ATTACKS[name], seconds, config.id, clips) for name in phases]
-    for row in rows:
-        print(json.dumps(row))
+    rows = []
+    for name in phases:
+        rows.append(await phase(server, name, ATTACKS[name], seconds, config.id, clips))
+        print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
     print(
         "\n| phase | victim REST p95 ms (Δ) | victim voice-to-voice p95 ms (Δ) | server RSS MB | what the attack got |"

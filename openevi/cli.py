@@ -57,6 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_config": uvicorn_log_config(),
         "ws_max_size": 16 * 1024 * 1024,
         "ws": ClosingWebSocketProtocol,
+        # uvicorn waits for every open connection's task without a bound by default: a socket still
+        # streaming audio kept a SIGTERM'd server up for over a minute.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
     }
     workers = getattr(args, "workers", None) or settings.workers
     if workers > 1:

@@ -47,9 +47,13 @@ FLOOD_CLOSE_S = 5.0
 SYNC_WAIT_S = 2.0
 
 
-def _frame_pacer(settings: Settings) -> MessageRate | None:
-    rate = settings.chat_max_frames_per_s
-    return MessageRate(rate, max(1, int(2 * rate))) if rate else None
+def _pacers(settings: Settings) -> tuple[MessageRate | None, MessageRate | None]:
+    """How fast one socket is read: frames a second, and bytes a second (bursts of one largest frame)."""
+    frames, size = settings.chat_max_frames_per_s, settings.chat_max_bytes_per_s
+    return (
+        MessageRate(frames, max(1, int(2 * frames))) if frames else None,
+        MessageRate(size, max(size, settings.chat_max_message_bytes)) if size else None,
+    )
 
 
 async def _stored_first(session: ChatSession) -> None:
@@ -176,7 +180,7 @@ async def _pump(
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)
 
-    pacer = _frame_pacer(session.runtime.settings)
+    pacer, byte_pacer = _pacers(session.runtime.settings)
 
     async def reader() -> None:
         while True:
@@ -190,6 +194,8 @@ async def _pump(
                     await websocket.close(code=1008, reason="Too many messages")
                 return
             text, binary = frame.get("text"), frame.get("bytes")
+            if byte_pacer is not None:  # audio faster than the bound waits; it costs no memory meanwhile
+                await byte_pacer.wait(cost=len(text) if text is not None else len(binary or b""))
             if text is None and binary is not None:
                 # Binary frames are audio (the SDKs' microphone paths and voice-react send them so).
                 if observer:

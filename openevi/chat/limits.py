@@ -105,12 +105,13 @@ class MessageRate:
         self._at = clock()
         self._held_since: float | None = None  # since when every take had to wait (wait())
 
-    async def wait(self, *, at_most_s: float) -> bool:
-        """Take a token, waiting for one if there is none (a flood then waits in TCP, not in memory).
-        False, without waiting, once the sender has been held back for more than `at_most_s` on end."""
+    async def wait(self, *, at_most_s: float = float("inf"), cost: float = 1.0) -> bool:
+        """Take `cost` tokens, waiting for them if there are not enough (a flood then waits in TCP,
+        not in memory). False, without waiting, once the sender has been held back for more than
+        `at_most_s` on end."""
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= cost:
+            self._tokens -= cost
             self._held_since = None
             return True
         now = self._clock()
@@ -118,7 +119,7 @@ class MessageRate:
             self._held_since = now
         elif now - self._held_since > at_most_s:
             return False
-        self._tokens -= 1.0  # a debt, paid back by the refill while this sleeps
+        self._tokens -= cost  # a debt, paid back by the refill while this sleeps
         await asyncio.sleep(-self._tokens / self._rate)
         return True
 
