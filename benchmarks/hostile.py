@@ -27,11 +27,13 @@ import asyncio
 import base64
 import contextlib
 import json
+import multiprocessing
 import os
 import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,19 @@ from benchmarks.voice import SENTENCES, pct, voice_chat
 from tests.integration.test_voice import RATE, speak
 from tests.server import ServerProcess
 
-Attack = Callable[[ServerProcess, str, float], Awaitable[dict[str, Any]]]
+
+@dataclass(frozen=True)
+class Target:
+    """What an attacker knows of the server (picklable: attacks run in a process of their own, as a
+    hostile client would, so their buffers and CPU are not the victim client's)."""
+
+    base_url: str
+    port: int
+    data_dir: Path
+    pid: int
+
+
+Attack = Callable[[Target, str, float], Awaitable[dict[str, Any]]]
 
 
 def rss_mb(server: ServerProcess) -> float:
@@ -57,12 +71,11 @@ def rss_mb(server: ServerProcess) -> float:
     return 0.0
 
 
-def open_fds(server: ServerProcess) -> int:
-    assert server.proc is not None
-    return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+def open_fds(server: Target) -> int:
+    return len(os.listdir(f"/proc/{server.pid}/fd"))
 
 
-def ws_url(server: ServerProcess, path: str, key: str) -> str:
+def ws_url(server: Target, path: str, key: str) -> str:
     return server.base_url.replace("http", "ws", 1) + f"{path}?api_key={key}"
 
 
@@ -88,7 +101,7 @@ async def rest_victim(server: ServerProcess, config_id: str, stop: asyncio.Event
 # --- attacks ---------------------------------------------------------------------------------------
 
 
-async def nothing(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def nothing(server: Target, key: str, seconds: float) -> dict[str, Any]:
     await asyncio.sleep(seconds)
     return {}
 
@@ -98,7 +111,7 @@ def one_hz_wav() -> bytes:
     return b"RIFF\xff\xff\xff\xffWAVEfmt " + struct.pack("<I", 16) + fmt + b"data\xff\xff\xff\xff" + bytes(20_000)
 
 
-async def wav_1hz(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def wav_1hz(server: Target, key: str, seconds: float) -> dict[str, Any]:
     message = json.dumps({"type": "audio_input", "data": base64.b64encode(one_hz_wav()).decode()})
     sent = errors = 0
     async with websockets.connect(ws_url(server, "/v0/evi/chat", key), max_size=None) as ws:
@@ -123,7 +136,7 @@ def _read_to_eof(sock: socket.socket) -> bytes:
     return data
 
 
-async def big_upgrades(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def big_upgrades(server: Target, key: str, seconds: float) -> dict[str, Any]:
     request = (
         b"GET /v0/evi/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Big: "
@@ -162,31 +175,40 @@ async def big_upgrades(server: ServerProcess, key: str, seconds: float) -> dict[
     }
 
 
-async def pause_flood(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def pause_flood(server: Target, key: str, seconds: float) -> dict[str, Any]:
     toggles = [json.dumps({"type": t}) for t in ("pause_assistant_message", "resume_assistant_message")]
     sent = 0
-    async with websockets.connect(ws_url(server, "/v0/evi/chat", key)) as ws:
+    closed: object = "-"
+    started = time.monotonic()
+    async with websockets.connect(ws_url(server, "/v0/evi/chat", key), ping_interval=None) as ws:
         chat_id = json.loads(await ws.recv())["chat_id"]
 
         async def drain() -> None:
-            while True:
-                await ws.recv()
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                while True:
+                    await ws.recv()
 
         reader = asyncio.create_task(drain())
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await ws.send(toggles[sent % 2])
-            sent += 1
-            if sent % 200 == 0:
-                await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(seconds):
+                while time.monotonic() < deadline:
+                    await ws.send(toggles[sent % 2])
+                    sent += 1
+                    if sent % 200 == 0:
+                        await asyncio.sleep(0)
+        except TimeoutError:
+            pass
+        except websockets.exceptions.ConnectionClosed as exc:
+            closed = f"{exc.rcvd.code if exc.rcvd else None} after {time.monotonic() - started:.1f} s"
         reader.cancel()
     await asyncio.sleep(1)
     async with httpx.AsyncClient(headers={"X-Hume-Api-Key": key}, timeout=60) as client:
         page = (await client.get(f"{server.base_url}/v0/evi/chats/{chat_id}", params={"page_size": 1})).json()
-    return {"toggles_sent": sent, "events_stored": page.get("total_pages")}
+    return {"toggles_sent": sent, "event_pages_of_1": page.get("total_pages"), "closed": closed}
 
 
-async def observers(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def observers(server: Target, key: str, seconds: float) -> dict[str, Any]:
     opened = refused = 0
     async with contextlib.AsyncExitStack() as stack:
         chats = []
@@ -208,26 +230,27 @@ async def observers(server: ServerProcess, key: str, seconds: float) -> dict[str
     return {"observers_opened": opened, "refused_429": refused}
 
 
-async def audio_flood(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def audio_flood(server: Target, key: str, seconds: float) -> dict[str, Any]:
     settings = json.dumps(
         {"type": "session_settings", "audio": {"encoding": "linear16", "sample_rate": 8000, "channels": 1}}
     )
     chunk = json.dumps({"type": "audio_input", "data": base64.b64encode(bytes(1_000_000)).decode()})
     sent = 0
-    async with websockets.connect(ws_url(server, "/v0/evi/chat", key), max_size=None) as ws:
+    async with websockets.connect(ws_url(server, "/v0/evi/chat", key), max_size=None, ping_interval=None) as ws:
         chat_id = json.loads(await ws.recv())["chat_id"]
         await ws.send(settings)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await ws.send(chunk)
-            sent += 1
+        with contextlib.suppress(TimeoutError, websockets.exceptions.ConnectionClosed):
+            async with asyncio.timeout(seconds):
+                while True:
+                    await ws.send(chunk)
+                    sent += 1
     await asyncio.sleep(2)
     track = server.data_dir / "recordings" / chat_id / "user.wav"
     size = track.stat().st_size if track.exists() else 0
-    return {"mb_sent": sent, "user_wav_mb": round(size / 1e6, 1)}
+    return {"mb_written_to_socket": sent, "user_wav_mb": round(size / 1e6, 1)}
 
 
-async def rest_flood(server: ServerProcess, key: str, seconds: float) -> dict[str, Any]:
+async def rest_flood(server: Target, key: str, seconds: float) -> dict[str, Any]:
     before = database_bytes(server.data_dir)
     created = refused = 0
     async with httpx.AsyncClient(headers={"X-Hume-Api-Key": key}, timeout=60) as client:
@@ -265,6 +288,26 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+def target_of(server: ServerProcess) -> Target:
+    assert server.proc is not None
+    return Target(server.base_url, server.port, server.data_dir, server.proc.pid)
+
+
+def _attack_main(name: str, target: Target, key: str, seconds: float, out: Any) -> None:
+    out.put(asyncio.run(ATTACKS[name](target, key, seconds)))
+
+
+def in_own_process(name: str, target: Target, key: str, seconds: float) -> dict[str, Any]:
+    """Run one attack in a fresh process; its result."""
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    process = context.Process(target=_attack_main, args=(name, target, key, seconds, out))
+    process.start()
+    result: dict[str, Any] = out.get(timeout=seconds + 120)
+    process.join(30)
+    return result
+
+
 async def phase(
     server: ServerProcess, name: str, attack: Attack, seconds: float, config_id: str, clips: list[np.ndarray]
 ) -> dict[str, Any]:
@@ -272,7 +315,7 @@ async def phase(
     stop = asyncio.Event()
     rest = asyncio.create_task(rest_victim(server, config_id, stop))
     voice = asyncio.create_task(voice_chat(server, config_id, 3, clips))
-    result = await attack(server, key, seconds)
+    result = await asyncio.to_thread(in_own_process, name, target_of(server), key, seconds)
     try:
         voice_ms = await voice
     except Exception as exc:  # the victim's chat broke: that is the result
@@ -281,17 +324,21 @@ async def phase(
     rest_ms = await rest
     return {
         "phase": name,
-        "rest_p95_ms": round(pct(rest_ms, 0.95)),
+        "rest_p95_ms": _ms(pct(rest_ms, 0.95)),
         "rest_n": len(rest_ms),
-        "voice_p95_ms": round(pct(voice_ms, 0.95)),
+        "voice_p95_ms": _ms(pct(voice_ms, 0.95)),
         "rss_mb": round(rss_mb(server)),
         **result,
     }
 
 
+def _ms(value: float) -> float:
+    return round(value) if value != float("inf") else value
+
+
 async def sigterm_during_flood(server: ServerProcess) -> float:
     key = server.new_account_key("attacker-sigterm")
-    flood = asyncio.create_task(pause_flood(server, key, 30))
+    flood = asyncio.create_task(pause_flood(target_of(server), key, 30))
     await asyncio.sleep(3)
     assert server.proc is not None
     started = time.perf_counter()

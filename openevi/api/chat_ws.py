@@ -48,11 +48,12 @@ SYNC_WAIT_S = 2.0
 
 
 def _pacers(settings: Settings) -> tuple[MessageRate | None, MessageRate | None]:
-    """How fast one socket is read: frames a second, and bytes a second (bursts of one largest frame)."""
+    """How fast one socket is read: frames a second, and bytes a second (bursts of 1 MiB; a larger
+    message waits for its share)."""
     frames, size = settings.chat_max_frames_per_s, settings.chat_max_bytes_per_s
     return (
         MessageRate(frames, max(1, int(2 * frames))) if frames else None,
-        MessageRate(size, max(size, settings.chat_max_message_bytes)) if size else None,
+        MessageRate(size, max(size, 1_048_576)) if size else None,
     )
 
 

@@ -187,3 +187,26 @@ async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.M
     assert results[:20] == [True] * 20 and results[-1] is False  # held for over 2 s: stop reading
     now[0] += 10  # a sender that slowed down is read at once again
     assert await pacer.wait(at_most_s=2) is True
+
+
+async def test_a_socket_is_read_at_a_bounded_byte_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 MB audio messages as fast as a client could send them took the server's whole CPU."""
+    from openevi.api.chat_ws import _pacers
+    from openevi.chat import limits as limits_module
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    _, by_bytes = _pacers(Settings())
+    assert by_bytes is not None
+    by_bytes._clock = lambda: now[0]  # type: ignore[method-assign]
+    by_bytes._at = 0.0
+    for _ in range(11):
+        await by_bytes.wait(cost=1_000_000)
+    # 1 MiB of burst, then 256 KiB a second: 11 MB take ~38 s to be read.
+    assert 35 < sum(slept) < 42, sum(slept)
