@@ -166,11 +166,9 @@ def test_a_recording_track_holds_at_most_its_bound(tmp_path: Path) -> None:
     assert reconstruct(directory).is_file()
 
 
-async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames past the rate wait (in TCP, not memory); a sender held back on end is cut off."""
-
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """A clock ([now]) that the limits module's sleeps advance, and the sleeps taken."""
     from openevi.chat import limits as limits_module
-    from openevi.chat.limits import MessageRate
 
     now = [0.0]
     slept: list[float] = []
@@ -180,6 +178,15 @@ async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.M
         now[0] += seconds
 
     monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    return now, slept
+
+
+async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames past the rate wait (in TCP, not memory); a sender held back on end is cut off."""
+
+    from openevi.chat.limits import MessageRate
+
+    now, slept = fake_time(monkeypatch)
     pacer = MessageRate(10, 5, clock=lambda: now[0])
     assert all([await pacer.wait(at_most_s=2) for _ in range(5)]) and slept == []  # the burst is free
     results = [await pacer.wait(at_most_s=2) for _ in range(40)]
@@ -192,16 +199,8 @@ async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.M
 async def test_a_socket_is_read_at_a_bounded_byte_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     """1 MB audio messages as fast as a client could send them took the server's whole CPU."""
     from openevi.api.chat_ws import _pacers
-    from openevi.chat import limits as limits_module
 
-    now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    now, slept = fake_time(monkeypatch)
     _, by_bytes = _pacers(Settings())
     assert by_bytes is not None
     by_bytes._clock = lambda: now[0]  # type: ignore[method-assign]
