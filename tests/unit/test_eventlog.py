@@ -8,6 +8,7 @@ import contextlib
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from openevi.chat.eventlog import HIGH_WATER, EventLog
+from openevi.settings import Settings
 
 
 class GatedWrites:
@@ -78,8 +79,12 @@ async def test_the_chat_socket_sends_a_message_only_after_its_event_is_stored() 
         async def synced(self) -> None:
             await stored.wait()
 
+    class Runtime:
+        settings = Settings()
+
     class Session:
         history = History()
+        runtime = Runtime()
         close_code, close_reason = 1000, ""
 
         def unsubscribe(self, queue: object) -> None:
