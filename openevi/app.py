@@ -193,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         factory = session_factory(engine)
         boot = await ensure_default_key(factory, api_key=settings.api_key, secret_key=settings.secret_key)
         if boot.issued is not None:
-            announce(boot.issued, key_was_given=bool(settings.api_key), secret_was_given=bool(settings.secret_key))
+            announce(boot.issued, settings)
         async with factory() as s, s.begin():
             signing = await accounts.server_secret(s, "access_tokens")
         app.state.settings = settings

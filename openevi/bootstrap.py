@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openevi.settings import Settings
 from openevi.store import accounts
 from openevi.store.db import transaction
 
@@ -39,16 +42,33 @@ async def ensure_default_key(
     return Bootstrapped(issued=issued)
 
 
-def announce(issued: accounts.IssuedKey, *, key_was_given: bool, secret_was_given: bool) -> None:
-    """Print a new key once, where the operator sees it (it is never shown again)."""
+SECRET_KEY_FILE = "secret-key.txt"
+
+
+def announce(issued: accounts.IssuedKey, settings: Settings) -> None:
+    """Show a new key once, where the operator sees it (it is never shown again).
+
+    The API key is printed; its secret key (for access tokens) goes to a file in the data dir that
+    only this user can read, never into the server's log."""
     lines = ["", "=" * 72]
-    if key_was_given:
+    if settings.api_key:
         lines.append("openevi: registered OPENEVI_API_KEY for the default account.")
-        if not secret_was_given:
-            lines.append(f"  secret key (for access tokens): {issued.secret_key}")
     else:
         lines.append("openevi: created the first API key (shown only this once, store it now):")
         lines.append(f"  api key:    {issued.api_key}")
-        lines.append(f"  secret key: {issued.secret_key}")
+    if not settings.secret_key:
+        path = save_secret_key(settings.data_dir, issued.secret_key)
+        lines.append(f"  secret key (for access tokens): in {path} (readable by this user only)")
     lines += ["=" * 72, ""]
     print("\n".join(lines), flush=True)
+
+
+def save_secret_key(directory: Path, secret_key: str) -> Path:
+    """Write the secret key to `directory/secret-key.txt`, mode 0600; returns the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SECRET_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older file may have been created with other rights
+        out.write(secret_key + "\n")
+    return path

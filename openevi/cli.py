@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openevi.app import create_app
-    from openevi.serving import http_protocol
+    from openevi.serving import ClosingWebSocketProtocol, http_protocol
 
     settings = _settings(args)
     configure_logging(settings.log_level)  # redacts ?api_key= and the like from every log line
@@ -57,6 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level,
         "log_config": uvicorn_log_config(),
         "ws_max_size": 16 * 1024 * 1024,
+        "ws": ClosingWebSocketProtocol,
+        # uvicorn waits for every open connection's task without a bound by default: a socket still
+        # streaming audio kept a SIGTERM'd server up for over a minute.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
     }
     workers = getattr(args, "workers", None) or settings.workers
     if workers > 1:
@@ -99,7 +103,7 @@ async def _bootstrap(factory: Any, settings: Settings) -> int:
 
     boot = await ensure_default_key(factory, api_key=settings.api_key, secret_key=settings.secret_key)
     if boot.issued is not None:
-        announce(boot.issued, key_was_given=bool(settings.api_key), secret_was_given=bool(settings.secret_key))
+        announce(boot.issued, settings)
     return 0
 
 
@@ -167,15 +171,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"cannot read the import: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print("cannot read the import: its JSON is nested too deeply", file=sys.stderr)
+        return 2
     settings = _settings(args)
 
     async def work(factory: Any) -> int:
         try:
             async with transaction(factory) as s:
                 account_id = await transfer.account_for(s, args.api_key)
-                report = await transfer.import_items(
-                    s, parsed, account_id=account_id, allow_http_webhooks=settings.allow_http_webhooks
-                )
+            report = await transfer.import_items(
+                factory, parsed, account_id=account_id, allow_http_webhooks=settings.allow_http_webhooks
+            )
         except transfer.UnknownKeyError as exc:
             print(str(exc), file=sys.stderr)
             return 2

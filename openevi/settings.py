@@ -157,12 +157,27 @@ class Settings(BaseSettings):
     chat_max_tools_bytes: int = Field(default=262_144, ge=0)
     chat_max_text_bytes: int = Field(default=65_536, ge=0)
     chat_max_stored_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Client messages per chat (all its sockets and the control plane): a sustained rate and a burst.
+    chat_max_messages_per_s: float = Field(default=20.0, ge=0)
+    chat_message_burst: int = Field(default=100, ge=1)
+    # Frames read per second from one chat socket (audio included): past it the socket is read later.
+    chat_max_frames_per_s: float = Field(default=200.0, ge=0)
+    # Bytes read per second from one chat socket (bursts of 1 MiB): audio sent faster than
+    # this waits. 256 KiB/s is 8x real time for 16 kHz mono linear16, 1.3x for 48 kHz stereo.
+    chat_max_bytes_per_s: int = Field(default=262_144, ge=0)
     account_max_concurrent_chats: int = Field(default=5, ge=0)
+    # Observer sockets (`/chat/{id}/connect`) open at once, per chat and per account (in this process).
+    chat_max_observers: int = Field(default=8, ge=0)
+    account_max_observers: int = Field(default=32, ge=0)
     account_max_chats_per_minute: int = Field(default=60, ge=0)
     account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # Prompt, tool and config versions an account stores through the REST API (JSON bodies).
+    account_max_resource_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Open files kept free for the server itself: a chat that would eat into them is refused (503).
     fd_reserve: int = Field(default=64, ge=0)
     revocation_check_interval_s: float = Field(default=2.0, gt=0)
+    # On SIGTERM, open chats and requests get this long to finish before they are cancelled.
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
     # A client must finish sending a request's headers within this time (slow-header clients).
     http_header_timeout_s: float = Field(default=15.0, gt=0)
 

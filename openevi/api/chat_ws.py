@@ -20,13 +20,16 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from openevi.api.auth import Authenticator, Principal
 from openevi.api.errors import ApiError, error_body
 from openevi.api.quotas import ChatAdmission
+from openevi.api.revocation import CLOSE_CODE, CLOSE_REASON, E_REVOKED
 from openevi.bus.base import ChatBus, Observed, StreamEnd
 from openevi.chat import lifecycle
+from openevi.chat.limits import MessageRate
 from openevi.chat.runtime import ChatRuntime
 from openevi.chat.session import ChatSession
 from openevi.schemas import messages as msg
 from openevi.schemas.chat_types import ChatStatus
 from openevi.schemas.protocol import SessionSettings
+from openevi.settings import Settings
 from openevi.transports.evi import AUDIO_NOT_ALLOWED, FrameError, audio_input, is_audio, parse_frame
 
 log = logging.getLogger("openevi.api.chat_ws")
@@ -34,6 +37,31 @@ router = APIRouter()
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 _TRUE = {"true", "1", "yes", "on"}
+
+
+# Messages with no event of their own: sent without waiting for the history to be written.
+_NOT_STORED = frozenset({msg.AudioOutput.type})
+# A socket this many seconds of frames ahead of OPENEVI_CHAT_MAX_FRAMES_PER_S is closed (1008).
+FLOOD_CLOSE_S = 5.0
+# A wedged database must not stop a chat's socket: past this, the message goes out anyway.
+SYNC_WAIT_S = 2.0
+
+
+def _pacers(settings: Settings) -> tuple[MessageRate | None, MessageRate | None]:
+    """How fast one socket is read: frames a second, and bytes a second (bursts of 1 MiB; a larger
+    message waits for its share)."""
+    frames, size = settings.chat_max_frames_per_s, settings.chat_max_bytes_per_s
+    return (
+        MessageRate(frames, max(1, int(2 * frames))) if frames else None,
+        MessageRate(size, max(size, 1_048_576)) if size else None,
+    )
+
+
+async def _stored_first(session: ChatSession) -> None:
+    """Wait until the events recorded so far are stored, so what a client sees survives a kill -9."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SYNC_WAIT_S):
+            await session.history.synced()
 
 
 class Refused(Exception):
@@ -136,22 +164,39 @@ async def _open_chat(
 
 
 async def _pump(
-    websocket: WebSocket, session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None], *, observer: bool
+    websocket: WebSocket,
+    session: ChatSession,
+    outbound: asyncio.Queue[msg.ServerMessage | None],
+    *,
+    observer: bool,
+    revoked: asyncio.Event | None = None,
 ) -> None:
-    """Move frames both ways until either side ends."""
+    """Move frames both ways until either side ends (or, for an observer, its key is revoked)."""
 
     async def writer() -> None:
         while (message := await outbound.get()) is not None:
+            if message.type not in _NOT_STORED:
+                await _stored_first(session)
             await websocket.send_text(json.dumps(message.to_dict(), separators=(",", ":")))
         if websocket.client_state == WebSocketState.CONNECTED:
             await websocket.close(code=session.close_code, reason=session.close_reason)
+
+    pacer, byte_pacer = _pacers(session.runtime.settings)
 
     async def reader() -> None:
         while True:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 return
+            # A flood of tiny frames waits in TCP instead of costing the loop; one that keeps on is cut off.
+            if pacer is not None and not await pacer.wait(at_most_s=FLOOD_CLOSE_S):
+                log.warning("chat %s: a socket sent frames far faster than it may; closing it", session.chat_id)
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=1008, reason="Too many messages")
+                return
             text, binary = frame.get("text"), frame.get("bytes")
+            if byte_pacer is not None:  # audio faster than the bound waits; it costs no memory meanwhile
+                await byte_pacer.wait(cost=len(text) if text is not None else len(binary or b""))
             if text is None and binary is not None:
                 # Binary frames are audio (the SDKs' microphone paths and voice-react send them so).
                 if observer:
@@ -176,14 +221,34 @@ async def _pump(
 
     tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
     try:
+        await _until_either_ends(tasks, revoked)
+    finally:
+        session.unsubscribe(outbound)
+    await _close_if_revoked(websocket, revoked, request_id=session.request_id)
+
+
+async def _until_either_ends(tasks: list[asyncio.Task[Any]], revoked: asyncio.Event | None) -> None:
+    """Wait for the first of the pump's tasks (or a revocation) to finish, then stop the others."""
+    if revoked is not None:
+        tasks = [*tasks, asyncio.create_task(revoked.wait())]
+    try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
         pass
     finally:
-        session.unsubscribe(outbound)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close_if_revoked(websocket: WebSocket, revoked: asyncio.Event | None, *, request_id: str | None) -> None:
+    """An observer whose key was revoked is told why and closed with the policy code."""
+    if revoked is None or not revoked.is_set() or websocket.client_state != WebSocketState.CONNECTED:
+        return
+    error = msg.Error.of(E_REVOKED, "The API key this socket was opened with has been revoked", request_id=request_id)
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_text(json.dumps(error.to_dict(), separators=(",", ":")))
+        await websocket.close(code=CLOSE_CODE, reason=CLOSE_REASON)
 
 
 def _refuse_observer_audio(session: ChatSession, outbound: asyncio.Queue[msg.ServerMessage | None]) -> None:
@@ -246,9 +311,25 @@ async def control_socket(websocket: WebSocket, chat_id: str) -> None:
             raise not_live
         elif not session.allow_connection:
             raise not_allowed
-    except Refused as refused:
+        observers = websocket.app.state.chat_admission.observers
+        observer = observers.admit(principal, chat_id)  # counted until the socket closes (429 when full)
+    except (Refused, ApiError) as refused:
         await _refuse(websocket, refused)
         return
+    try:
+        await _observe(websocket, runtime, bus, session, chat_id, observer.revoked)
+    finally:
+        observers.release(observer)
+
+
+async def _observe(
+    websocket: WebSocket,
+    runtime: ChatRuntime,
+    bus: ChatBus,
+    session: ChatSession | None,
+    chat_id: str,
+    revoked: asyncio.Event,
+) -> None:
     if session is not None:
         outbound = session.subscribe()  # before the client hears it joined, as for a remote chat
         try:
@@ -256,16 +337,22 @@ async def control_socket(websocket: WebSocket, chat_id: str) -> None:
         except BaseException:
             session.unsubscribe(outbound)
             raise
-        await _pump(websocket, session, outbound, observer=True)
+        await _pump(websocket, session, outbound, observer=True, revoked=revoked)
         return
     max_bytes = runtime.settings.chat_max_message_bytes
     async with bus.observe(chat_id) as stream:  # subscribed before the client hears it joined
         await websocket.accept()
-        await _pump_remote(websocket, bus, chat_id, stream, max_bytes=max_bytes)
+        await _pump_remote(websocket, bus, chat_id, stream, max_bytes=max_bytes, revoked=revoked)
 
 
 async def _pump_remote(
-    websocket: WebSocket, bus: ChatBus, chat_id: str, stream: asyncio.Queue[Observed], *, max_bytes: int
+    websocket: WebSocket,
+    bus: ChatBus,
+    chat_id: str,
+    stream: asyncio.Queue[Observed],
+    *,
+    max_bytes: int,
+    revoked: asyncio.Event,
 ) -> None:
     """An observer of a chat that lives on another instance: its stream in, `send` through the bus out."""
 
@@ -298,12 +385,5 @@ async def _pump_remote(
             elif not await bus.publish(chat_id, data):
                 return  # the chat is over; its stream's end closes nothing more
 
-    tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _until_either_ends([asyncio.create_task(writer()), asyncio.create_task(reader())], revoked)
+    await _close_if_revoked(websocket, revoked, request_id=None)

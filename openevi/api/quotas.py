@@ -6,6 +6,14 @@ it already has `OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS` live chats in this process
 instances), or stores `OPENEVI_ACCOUNT_MAX_STORED_BYTES` of chat events. Any caller is refused
 (503) when fewer than `OPENEVI_FD_RESERVE` file descriptors are left, before a chat could fail
 half-open. Admitted chats are remembered with the key that opened them, for the revocation watch.
+
+Observer sockets (`/chat/{id}/connect`) are admitted too: at most `OPENEVI_CHAT_MAX_OBSERVERS` per
+chat and `OPENEVI_ACCOUNT_MAX_OBSERVERS` per account in this process (429 `too_many_observers`), each
+remembered with its own key, so revoking that key closes it even when the chat's key stays live.
+
+What an account stores through the REST API (prompt, tool and config versions) is bounded by
+`OPENEVI_ACCOUNT_MAX_RESOURCE_BYTES`: a create that would pass it is refused with 429
+`storage_quota_exceeded` and rolled back.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.api.auth import Principal
@@ -28,6 +37,7 @@ from openevi.chat.limits import AccountBudget
 from openevi.settings import Settings
 from openevi.store import usage
 from openevi.store.db import now_ms
+from openevi.store.models import Account
 
 if TYPE_CHECKING:
     from openevi.chat.session import ChatSession
@@ -76,6 +86,63 @@ class LiveChat:
         return self.session.status is None and not self.abandoned(running)
 
 
+async def check_resource_quota(session: AsyncSession, account_id: str, settings: Settings) -> None:
+    """After a write in `session`'s transaction: refuse it (QuotaExceeded) if the account now stores
+    more prompt, tool and config versions than its quota allows."""
+    limit = settings.account_max_resource_bytes
+    if not limit:
+        return
+    used = await session.scalar(select(Account.resource_bytes).where(Account.id == account_id)) or 0
+    if used > limit:
+        raise QuotaExceeded(
+            f"This account's prompts, tools and configs would store {used} bytes; its limit is {limit}. "
+            "Delete versions it no longer needs",
+            code="storage_quota_exceeded",
+        )
+
+
+@dataclass(eq=False)
+class LiveObserver:
+    """An observer socket this process admitted, with the key that opened it; `revoked` tells its pump
+    to close it (the chat goes on)."""
+
+    account_id: str
+    key_id: str
+    chat_id: str
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ObserverAdmission:
+    """Admits observer sockets per chat and per account, and keeps them for the revocation watch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._per_chat = settings.chat_max_observers
+        self._per_account = settings.account_max_observers
+        self._live: list[LiveObserver] = []
+
+    def live(self) -> list[LiveObserver]:
+        return list(self._live)
+
+    def admit(self, principal: Principal, chat_id: str) -> LiveObserver:
+        """Check the limits (QuotaExceeded) and count the observer until `release`."""
+        account = principal.account_id
+        if self._per_chat and sum(1 for o in self._live if o.chat_id == chat_id) >= self._per_chat:
+            raise QuotaExceeded(
+                f"This chat already has {self._per_chat} observers, its limit", code="too_many_observers"
+            )
+        if self._per_account and sum(1 for o in self._live if o.account_id == account) >= self._per_account:
+            raise QuotaExceeded(
+                f"This account already has {self._per_account} observer sockets open, its limit",
+                code="too_many_observers",
+            )
+        observer = LiveObserver(account, principal.key_id, chat_id)
+        self._live.append(observer)
+        return observer
+
+    def release(self, observer: LiveObserver) -> None:
+        self._live.remove(observer)
+
+
 def free_file_descriptors() -> int | None:
     """How many more files this process may open, or None where that cannot be told."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -108,6 +175,7 @@ class ChatAdmission:
         self._budgets: dict[str, AccountBudget] = {}  # accounts with such chats
         # One admission at a time per account, so two connects cannot both take the last slot.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.observers = ObserverAdmission(settings)
 
     def live_chats(self) -> list[LiveChat]:
         """The live chats (forgetting the finished ones)."""

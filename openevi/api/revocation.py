@@ -4,7 +4,8 @@ Keys are revoked by `openevi keys revoke`, often from another process, straight 
 every `OPENEVI_REVOCATION_CHECK_INTERVAL_S` one query asks which of the keys behind this process's
 live chats are still live. A chat opened with a key that is not (or with an access token minted by
 it) gets an `error`, ends with status ERROR, and its sockets are closed with code 1008 (policy
-violation) and the reason "API key revoked".
+violation) and the reason "API key revoked". An observer socket opened with a revoked key (another
+key of the same account: a rotation) is told and closed the same way; the chat it watched goes on.
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ class RevocationWatcher:
     async def sweep(self) -> int:
         """One check; returns how many chats were ended."""
         live = self._admission.live_chats()
-        if not live:
+        observers = self._admission.observers.live()
+        if not live and not observers:
             return 0
         async with self._db() as session:
-            alive = await usage.live_key_ids(session, {chat.key_id for chat in live})
+            keys = {chat.key_id for chat in live} | {observer.key_id for observer in observers}
+            alive = await usage.live_key_ids(session, keys)
+        for observer in observers:
+            if observer.key_id not in alive:
+                observer.revoked.set()  # its pump tells it and closes it
         revoked = [chat for chat in live if chat.key_id not in alive]
         if revoked:
             await asyncio.gather(*(end_revoked(chat) for chat in revoked))

@@ -179,7 +179,7 @@ async def _receive_json(websocket: WebSocket) -> dict[str, Any] | None:
             continue
         try:
             message = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested 100k deep: a frame to skip, before or after auth
             continue
         if isinstance(message, dict):
             return message
@@ -207,6 +207,11 @@ async def _admit(websocket: WebSocket, start: StreamStart) -> call_token.CallGra
     return grant if _claim(grant) else None
 
 
+def _release(grant: call_token.CallGrant) -> None:
+    """The stream was refused after its token was claimed: Twilio's retry may use the token again."""
+    _used_tokens.pop(grant.call_sid, None)
+
+
 @router.websocket(STREAM_PATH)
 async def media_stream(websocket: WebSocket) -> None:
     """One call's Media Stream: authenticated by the token its `start` message carries."""
@@ -223,14 +228,15 @@ async def media_stream(websocket: WebSocket) -> None:
         log.warning("media stream refused: %s", exc or "no start message")
         await _close(websocket, 1008)
         return
+    if start.encoding != MULAW or start.sample_rate != PHONE_RATE or start.channels != 1:
+        # Checked before the token is claimed: a refused start must not use up the call's token.
+        log.warning("media stream refused: audio %s/%d/%d", start.encoding, start.sample_rate, start.channels)
+        await _close(websocket, 1003)
+        return
     grant = await _admit(websocket, start)
     if grant is None:
         log.warning("media stream for call %s refused: bad or used token", start.call_sid)
         await _close(websocket, 1008)
-        return
-    if start.encoding != MULAW or start.sample_rate != PHONE_RATE or start.channels != 1:
-        log.warning("media stream refused: audio %s/%d/%d", start.encoding, start.sample_rate, start.channels)
-        await _close(websocket, 1003)
         return
     metadata = {key: start.parameters.get(key, "") for key in _METADATA_FIELDS.values()}
     admission: ChatAdmission = websocket.app.state.chat_admission
@@ -252,6 +258,7 @@ async def media_stream(websocket: WebSocket) -> None:
             admitted(opened.session)
     except (lifecycle.ChatRefused, ApiError) as exc:
         log.warning("call %s: chat not started: %s", start.call_sid, exc)
+        _release(grant)
         await _close(websocket, 1008)
         return
     session = opened.session

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.api.auth import Principal
 from openevi.api.deps import Caller, Db, MostRecent, Page, PageDep, ReadDb, SettingsDep
+from openevi.api.quotas import check_resource_quota
 from openevi.schemas.rest import PostedVersionDescription
 from openevi.services.views import paged
 from openevi.settings import Settings
@@ -101,7 +102,9 @@ def versioned_router(res: VersionedResource) -> APIRouter:
     @router.post("", status_code=201, operation_id=f"create-{kind}")
     async def create(body: CreateBody, caller: Caller, db: Db, settings: SettingsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         async with transaction(db) as s:
-            return await res.create(s, caller, body, settings)
+            created = await res.create(s, caller, body, settings)
+            await check_resource_quota(s, caller.account_id, settings)
+            return created
 
     @router.get("", operation_id=f"list-{res.plural}", response_model=dict[str, Any])
     async def list_all(
@@ -128,7 +131,9 @@ def versioned_router(res: VersionedResource) -> APIRouter:
         settings: SettingsDep,
     ) -> dict[str, Any]:
         async with transaction(db) as s:
-            return await res.create_version(s, caller, id, body, settings)
+            created = await res.create_version(s, caller, id, body, settings)
+            await check_resource_quota(s, caller.account_id, settings)
+            return created
 
     @router.patch("/{id}", operation_id=f"update-{kind}-name")
     async def update_name(id: str, body: NameBody, caller: Caller, db: Db) -> dict[str, Any]:  # type: ignore[valid-type]

@@ -31,6 +31,24 @@ _PUSH_WAIT_S = 5.0  # bound on how long a push waits for the demuxer to catch up
 _JOIN_WAIT_S = 10.0
 _MAX_CONTAINER_BACKLOG = 64 * 1024 * 1024  # refuse to buffer more undecoded bytes than this
 
+# What a stream may declare (the same bounds as session_settings.audio): checked before any work,
+# so a header claiming 1 Hz or 65,535 channels cannot make the resampler write gigabytes.
+MIN_RATE = 8_000
+MAX_RATE = 192_000
+MAX_CHANNELS = 8
+# Output allowed per input byte, in seconds of audio. A stream of small chunks may be nearly all
+# silence (a muted microphone: Opus sends ~230 bytes/s), so the first 64 KiB of each chunk earn
+# 20 ms per byte; bytes beyond that in one chunk earn 1 ms (an 8 kbit/s codec: a whole file sent in
+# one message is real audio). Plus a fixed allowance for headers. A decompression bomb stops there.
+SMALL_CHUNK_BYTES = 64 * 1024
+SECONDS_PER_SMALL_BYTE = 0.02
+SECONDS_PER_LARGE_BYTE = 0.001
+OUTPUT_ALLOWANCE_S = 10.0
+# A streamed container (webm, ogg, a WAV handed to FFmpeg) that yields no audio from this many bytes
+# is not audio: FFmpeg would otherwise keep looking for the next page silently, and the client would
+# never hear of it. (An mp4 with its index at the end yields audio only at its end: not counted.)
+NO_AUDIO_BYTES = 32 * 1024
+
 
 class DecodeError(Exception):
     """The audio cannot be decoded (garbage, unsupported codec, or a broken/truncated stream)."""
@@ -74,6 +92,37 @@ def detect_format(head: bytes, *, pcm_given: bool) -> Format | None:
     )
 
 
+def check_format(rate: int, channels: int) -> None:
+    """Refuse a declared format outside what any real client sends, before decoding a byte of it."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise DecodeError(f"Unsupported sample rate {rate} Hz (expected {MIN_RATE}-{MAX_RATE})")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise DecodeError(f"Unsupported channel count {channels} (expected 1-{MAX_CHANNELS})")
+
+
+class _OutputBudget:
+    """Bounds the audio a stream may produce by the bytes it was fed (the demuxer thread reads
+    `allowed` while the pushing thread raises it: a stale read only delays one frame)."""
+
+    def __init__(self, target_rate: int) -> None:
+        self._rate = target_rate
+        self.allowed = OUTPUT_ALLOWANCE_S * target_rate
+        self.samples_out = 0
+        self.bytes_in = 0
+
+    def feed(self, size: int) -> None:
+        self.bytes_in += size
+        small = min(size, SMALL_CHUNK_BYTES)
+        seconds = small * SECONDS_PER_SMALL_BYTE + (size - small) * SECONDS_PER_LARGE_BYTE
+        self.allowed += seconds * self._rate
+
+    def charge(self, samples: int) -> None:
+        """Account for `samples` about to be produced; DecodeError when that exceeds the bound."""
+        if self.samples_out + samples > self.allowed:
+            raise DecodeError("Audio decodes to far more samples than its size allows")
+        self.samples_out += samples
+
+
 def _to_float(samples: np.ndarray) -> np.ndarray:
     """Integer or float samples as float32 in [-1, 1]."""
     if samples.dtype.kind == "f":
@@ -87,12 +136,15 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
 class _Resampler:
     """Streaming mono resampler to the target rate; rebuilt if the source rate changes midstream."""
 
-    def __init__(self, target_rate: int) -> None:
+    def __init__(self, target_rate: int, budget: _OutputBudget | None = None) -> None:
         self._target = target_rate
         self._rate: int | None = None
         self._stream: Any = None
+        self.budget = budget if budget is not None else _OutputBudget(target_rate)
 
     def process(self, mono: np.ndarray, rate: int) -> np.ndarray:
+        check_format(rate, 1)
+        self.budget.charge(-(-mono.size * self._target // rate))
         parts: list[np.ndarray] = []
         if rate != self._rate:
             parts.append(self.flush())
@@ -126,8 +178,7 @@ class _PcmDecoder:
     """Interleaved little-endian PCM: keeps a partial sample frame between chunks, downmixes to mono."""
 
     def __init__(self, rate: int, channels: int, dtype: np.dtype[Any], resampler: _Resampler) -> None:
-        if rate <= 0 or channels <= 0:
-            raise DecodeError(f"Invalid PCM format: {rate} Hz, {channels} channel(s)")
+        check_format(rate, channels)
         self._rate = rate
         self._channels = channels
         self._dtype = dtype
@@ -245,6 +296,7 @@ class _WavDecoder:
         codec, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
         if codec == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real codec is in the GUID
             codec = struct.unpack("<H", body[24:26])[0]
+        check_format(rate, channels)  # also before a non-PCM codec is handed to FFmpeg
         return codec, channels, rate, bits
 
     def _pcm_decoder(self, fmt: tuple[int, int, int, int]) -> _PcmDecoder:
@@ -259,6 +311,11 @@ class _WavDecoder:
         if (codec, bits) == (1, 24):
             return _Pcm24Decoder(rate, channels, self._resampler)
         dtype = dtypes.get((codec, bits))
+        if dtype is None and codec in (1, 3):
+            kind = "PCM" if codec == 1 else "float"
+            raise DecodeError(
+                f"Unsupported WAV sample format: {bits}-bit {kind} (8, 16, 24 or 32-bit PCM, 32 or 64-bit float)"
+            )
         if dtype is None:
             # Not plain PCM: FFmpeg decodes it. It needs the whole header again, so rebuild one.
             self._delegated = True
@@ -405,6 +462,7 @@ class _ContainerDecoder:
     """
 
     def __init__(self, fmt: Format, resampler: _Resampler, *, seekable: bool = False) -> None:
+        self.streaming = not seekable  # audio comes out as bytes come in
         self._fmt = fmt
         self._resampler = resampler
         self._buffer = _BlockingBuffer(seekable=seekable)
@@ -486,6 +544,7 @@ class _ContainerDecoder:
                 stream = container.streams.audio[0]
                 for packet in container.demux(stream):
                     for frame in packet.decode():
+                        check_format(frame.sample_rate, frame.layout.nb_channels)
                         self._emit(self._resampler.process(_frame_to_mono(frame), frame.sample_rate))
             self._emit(self._resampler.flush())
         except BaseException as exc:  # reported to the caller by the next push/flush
@@ -525,6 +584,8 @@ class AudioDecoder:
         self._impl: _PcmDecoder | _WavDecoder | _ContainerDecoder | None = None
         self._container: _ContainerDecoder | None = None
         self._failed: DecodeError | None = None
+        self._budget = _OutputBudget(target_rate)
+        self._lock = asyncio.Lock()  # push_async runs in a thread: one chunk at a time, in order
 
     @property
     def failed(self) -> bool:
@@ -539,6 +600,7 @@ class AudioDecoder:
             return out
         try:
             more = self._container.wait_idle(_PUSH_WAIT_S)
+            self._check_audio_found()
         except DecodeError as exc:
             self._fail(exc)
             raise
@@ -546,6 +608,7 @@ class AudioDecoder:
 
     def _push(self, data: bytes) -> np.ndarray:
         self._check()
+        self._budget.feed(len(data))
         try:
             if self._impl is None:
                 self._head += data
@@ -564,16 +627,19 @@ class AudioDecoder:
             raise
 
     async def push_async(self, data: bytes) -> np.ndarray:
-        """`push` for the event loop: container audio is awaited, never waited for on a lock."""
-        out = self._push(data)
-        if self._container is None:
-            return out
-        try:
-            more = await self._container.settle(_PUSH_WAIT_S)
-        except DecodeError as exc:
-            self._fail(exc)
-            raise
-        return _concat([out, more])
+        """`push` for the event loop: parsing, conversion and resampling run in a worker thread
+        (a large chunk costs the loop nothing), and container audio is awaited, never waited for."""
+        async with self._lock:
+            out = await asyncio.to_thread(self._push, data)
+            if self._container is None:
+                return out
+            try:
+                more = await self._container.settle(_PUSH_WAIT_S)
+                self._check_audio_found()
+            except DecodeError as exc:
+                self._fail(exc)
+                raise
+            return _concat([out, more])
 
     async def aclose(self) -> None:
         """Stop the demuxer thread, if any, and wait for it off the event loop."""
@@ -611,6 +677,7 @@ class AudioDecoder:
         self._impl = None
         self._container = None
         self._failed = None
+        self._budget = _OutputBudget(self.target_rate)
 
     def close(self) -> None:
         """Stop the demuxer thread, if any."""
@@ -622,6 +689,12 @@ class AudioDecoder:
         if getattr(self, "_container", None) is not None:
             self.close()
 
+    def _check_audio_found(self) -> None:
+        assert self._container is not None
+        if self._container.streaming and self._budget.samples_out == 0 and self._budget.bytes_in > NO_AUDIO_BYTES:
+            kind = self.format.value if self.format is not None else "audio"
+            raise DecodeError(f"No audio found in the first {self._budget.bytes_in} bytes of the {kind} stream")
+
     def _check(self) -> None:
         if self._failed is not None:
             raise DecodeError(f"Decoder failed earlier ({self._failed}); reset() it for a new stream")
@@ -632,7 +705,7 @@ class AudioDecoder:
 
     def _start(self, fmt: Format) -> None:
         self.format = fmt
-        resampler = _Resampler(self.target_rate)
+        resampler = _Resampler(self.target_rate, self._budget)
         if fmt is Format.LINEAR16:
             assert self.pcm_format is not None
             rate, channels = self.pcm_format
@@ -651,5 +724,5 @@ class AudioDecoder:
 
     def _feed_container(self, data: bytes) -> np.ndarray:
         if self._container is None:
-            self._container = _ContainerDecoder(Format.WAV, _Resampler(self.target_rate))
+            self._container = _ContainerDecoder(Format.WAV, _Resampler(self.target_rate, self._budget))
         return self._container.push(data)

@@ -5,6 +5,10 @@ separate tracks; each track is padded with silence so that sample N sits at N / 
 the chat started. Writing is plain local file appends; once the chat ends and `meta.json` is written,
 `on_finished` hands the directory over (openevi/storage/spool.py uploads it to the recording store).
 Reconstruction mixes the tracks later.
+
+A track never holds more than `max_seconds` of audio (the longest a chat may last, plus a margin): a
+client that sends audio faster than real time (10 s of 1 MB messages used to make an 834 MB
+`user.wav`) fills its recording up to that bound, and the rest is not recorded; the chat goes on.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ META = "meta.json"
 class _Track:
     """One WAV file, opened on the first audio: a text-only chat holds no file open."""
 
-    def __init__(self, path: Path, rate: int) -> None:
+    def __init__(self, path: Path, rate: int, max_seconds: float | None = None) -> None:
         self.path = path
         self.rate = rate
+        self.max_samples = int(max_seconds * rate) if max_seconds is not None else None
         self.samples = 0
         self._wav: wave.Wave_write | None = None
         self._failed = False
+        self.full = False
 
     def _open(self) -> wave.Wave_write | None:
         if self._wav is None and not self._failed:
@@ -52,10 +58,19 @@ class _Track:
 
     def write_at(self, pcm16: bytes, at_ms: int) -> None:
         """Append at `at_ms` (silence fills any gap; overlapping audio is appended after)."""
+        target = at_ms * self.rate // 1000
+        if self.max_samples is not None:
+            target = min(target, self.max_samples)
+            keep = max(0, self.max_samples - max(target, self.samples))
+            if len(pcm16) // 2 > keep:
+                if not self.full:
+                    log.warning("recording %s reached its %d s bound; the rest is not recorded",
+                                self.path, self.max_samples // self.rate)  # fmt: skip
+                self.full = True
+                pcm16 = pcm16[: 2 * keep]
         wav = self._open()
         if wav is None:
             return
-        target = at_ms * self.rate // 1000
         if target > self.samples:
             gap = target - self.samples
             wav.writeframesraw(b"\x00\x00" * gap)
@@ -83,11 +98,13 @@ class ChatRecorder:
         user_rate: int = 16000,
         assistant_rate: int = 24000,
         on_finished: Callable[[Path], None] | None = None,
+        max_seconds: float | None = None,
     ) -> None:
+        """`max_seconds`: the most audio a track holds (None: unbounded)."""
         self.directory = directory
         self._on_finished = on_finished
-        self._user = _Track(directory / USER_TRACK, user_rate)
-        self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate)
+        self._user = _Track(directory / USER_TRACK, user_rate, max_seconds)
+        self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate, max_seconds)
         self._closed = False
 
     def user_audio(self, samples: np.ndarray, *, at_ms: int) -> None:

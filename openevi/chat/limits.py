@@ -7,11 +7,18 @@ smaller of `OPENEVI_CHAT_MAX_STORED_BYTES` and what is left of the account's sto
 chat opened). A message over a limit, or one whose events would not fit the budget any more, is
 refused with an `error` and not applied; the chat goes on. Events the server writes itself (answers,
 transcripts, the end of the chat) are always stored: they are small and paced by the models.
+
+Messages that store nothing but a row (pause/resume) are not free: each costs `ROW_BYTES` of the
+budget, and every client message is rate limited per chat (a token bucket), so a socket toggling
+pause/resume cannot queue hundreds of thousands of writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from openevi.chat.context import _VARIABLE, Conversation
@@ -24,8 +31,14 @@ E_LIMIT = ("E0104", "limit_exceeded")
 E_STORAGE = ("E0105", "storage_limit_reached")
 MAX_CUSTOM_SESSION_ID_BYTES = 1024  # echoed on every outgoing message, so kept short
 MAX_JSON_DEPTH = 64  # tool parameter schemas nest a few levels; deeper is an attack, not a schema
+# What a text-less event (pause/resume onset) costs the budget: its row, which has no text to count.
+ROW_BYTES = 64
+# A client past the message rate is told so at most this often; the other refusals are silent.
+RATE_ERROR_EVERY_S = 1.0
 
 Refusal = tuple[tuple[str, str], str]
+QUIET: Refusal = (E_LIMIT, "")
+"""A refusal the client was already told about (a message flood): dropped without another error."""
 
 
 def _value_text(value: Any) -> str:
@@ -81,14 +94,60 @@ class AccountBudget:
         self.remaining = remaining
 
 
+class MessageRate:
+    """A token bucket: `rate` messages a second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._at = clock()
+        self._held_since: float | None = None  # since when every take had to wait (wait())
+
+    async def wait(self, *, at_most_s: float = float("inf"), cost: float = 1.0) -> bool:
+        """Take `cost` tokens, waiting for them if there are not enough (a flood then waits in TCP,
+        not in memory). False, without waiting, once the sender has been held back for more than
+        `at_most_s` on end."""
+        self._refill()
+        if self._tokens >= cost:
+            self._tokens -= cost
+            self._held_since = None
+            return True
+        now = self._clock()
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since > at_most_s:
+            return False
+        self._tokens -= cost  # a debt, paid back by the refill while this sleeps
+        await asyncio.sleep(-self._tokens / self._rate)
+        return True
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+
+    def take(self) -> bool:
+        self._refill()
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 class ChatLimits:
     """The limits of one chat and what it has stored so far."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.stored = 0
         self.budget: int | None = settings.chat_max_stored_bytes or None
         self.account: AccountBudget | None = None
+        rate = settings.chat_max_messages_per_s
+        self._rate = MessageRate(rate, settings.chat_message_burst, clock) if rate else None
+        self._clock = clock
+        self._rate_told_at: float | None = None
 
     def share(self, account: AccountBudget | None) -> None:
         """Also spend from the account's storage quota (None: the account has no quota)."""
@@ -105,13 +164,17 @@ class ChatLimits:
 
     def charge(self, *texts: str | None) -> None:
         """Count an event being stored."""
-        size = event_bytes(*texts)
+        self._spend(event_bytes(*texts))
+
+    def _spend(self, size: int) -> None:
         self.stored += size
         if self.account is not None:
             self.account.remaining -= size
 
     def check(self, message: Any, conversation: Conversation) -> Refusal | None:
-        """Why `message` must be refused, or None."""
+        """Why `message` must be refused, or None (`QUIET`: refused, and the client was already told)."""
+        if self._rate is not None and not self._rate.take():
+            return self._too_fast()
         if (refusal := self.check_custom_session_id(getattr(message, "custom_session_id", None))) is not None:
             return refusal
         match message:
@@ -133,6 +196,8 @@ class ChatLimits:
                 if sum(text_bytes(t) for t in texts) > self.settings.chat_max_text_bytes:
                     return E_LIMIT, f"tool_error is larger than {self.settings.chat_max_text_bytes} bytes"
                 cost = event_bytes(*texts)
+            case p.PauseAssistant() | p.ResumeAssistant():
+                cost = ROW_BYTES
             case _:
                 return None
         room = self.room()
@@ -141,7 +206,20 @@ class ChatLimits:
                 f"Storage limit reached: this message needs {cost} bytes and {room} are left "
                 f"(the chat has stored {self.stored} bytes)"
             )
+        if isinstance(message, p.PauseAssistant | p.ResumeAssistant):
+            self._spend(ROW_BYTES)  # its event has no text: `charge` would count nothing
         return None
+
+    def _too_fast(self) -> Refusal:
+        now = self._clock()
+        if self._rate_told_at is not None and now - self._rate_told_at < RATE_ERROR_EVERY_S:
+            return QUIET
+        self._rate_told_at = now
+        cfg = self.settings
+        return E_LIMIT, (
+            f"Too many messages: a chat accepts {cfg.chat_max_messages_per_s:g} a second "
+            f"(bursts of {cfg.chat_message_burst}); messages over that are dropped"
+        )
 
     def check_custom_session_id(self, custom: str | None) -> Refusal | None:
         """Why a message's custom_session_id must be refused, or None."""

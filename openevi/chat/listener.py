@@ -37,6 +37,8 @@ log = logging.getLogger("openevi.chat.listener")
 
 # Interim transcripts (verbose_transcription) are refreshed at most this often while the user speaks.
 INTERIM_EVERY_MS = 1000
+# VAD steps run between turns of the event loop in groups this large (~1 s of audio at 32 ms frames).
+_YIELD_EVERY_FRAMES = 32
 
 # Audio that stops arriving is silence (a muted or push-to-talk client, Hume's SDK muting its
 # microphone while the assistant plays). Once the stream is this far behind its own real-time playout,
@@ -211,6 +213,8 @@ class Listener:
         buffered = np.concatenate((self._pending, samples)) if self._pending.size else samples
         whole = buffered.size - buffered.size % self._frame
         for start in range(0, whole, self._frame):
+            if start and start % (_YIELD_EVERY_FRAMES * self._frame) == 0:
+                await asyncio.sleep(0)  # hostile (issue 19): a long chunk must not hold the loop for its whole VAD
             frame = buffered[start : start + self._frame]
             await self._step(frame, self._vad.probability(frame))
         self._pending = buffered[whole:].copy()

@@ -86,6 +86,12 @@ class ChatHistory(Protocol):
         """The group's events from its earlier chats, oldest first (for a resumed chat)."""
         ...
 
+    async def wait_for_room(self) -> None:
+        """Return once the queue of writes is short enough to accept a client's next message."""
+
+    async def synced(self) -> None:
+        """Return once every event recorded so far is stored (sockets send what they show after it)."""
+
     async def close(self) -> None:
         """Finish every queued write."""
 

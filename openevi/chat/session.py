@@ -22,7 +22,7 @@ from openevi.chat.config import ChatConfig
 from openevi.chat.context import CONTEXT_EVENT_TYPES, DEFAULT_SYSTEM_PROMPT, Conversation, rebuild_history
 from openevi.chat.ear import Ear
 from openevi.chat.floor import Floor
-from openevi.chat.limits import ChatLimits
+from openevi.chat.limits import QUIET, ChatLimits
 from openevi.chat.output import ChatOutput
 from openevi.chat.playback import PlaybackClock
 from openevi.chat.ports import ChatEnd, ChatHistory, PhoneCaller, Playback
@@ -87,7 +87,7 @@ class ChatSession:
         self.allow_connection = allow_connection
         self.verbose_transcription = verbose_transcription
         self.request_id = uuid.uuid4().hex
-        self.limits = ChatLimits(runtime.settings)
+        self.limits = ChatLimits(runtime.settings, runtime.clock.monotonic)
         self.output = ChatOutput(history=history, limits=self.limits, request_id=self.request_id, started_ms=started_ms)
         self.metadata: dict[str, Any] | None = None
         custom_model = is_custom_language_model(config.language_model, runtime.settings)
@@ -192,6 +192,7 @@ class ChatSession:
             self.runtime.settings.data_dir / "recordings" / self.chat_id,
             assistant_rate=self.runtime.tts.sample_rate,
             on_finished=self.runtime.on_recording_finished,
+            max_seconds=self.runtime.settings.max_chat_duration_s + 60,  # issue 19: bounded tracks
         )
         self.runtime.sessions[self.chat_id] = self
         # Messages from the sockets wait until the chat is set up: a user_input sent right after
@@ -342,6 +343,9 @@ class ChatSession:
         if self.ended:
             return
         async with self.inbound:
+            # issue 19: while the history is backlogged, the next message waits (the socket stops
+            # being read), so a client cannot queue writes faster than they are stored.
+            await self.history.wait_for_room()
             if self.ended:
                 return  # the chat ended while this waited its turn
             try:
@@ -352,7 +356,8 @@ class ChatSession:
 
     async def _dispatch(self, message: p.ControlMessage) -> None:
         if (refusal := self.limits.check(message, self.conversation)) is not None:
-            self.emit_error(*refusal)
+            if refusal is not QUIET:  # issue 19: a flood past the rate limit is told once a second
+                self.emit_error(*refusal)
             return
         if message.custom_session_id is not None:
             self.output.custom_session_id = message.custom_session_id

@@ -110,6 +110,12 @@ class StoredHistory:
             events = await chats.all_group_events(session, account_id=self._account_id, group_id=self._group_id)
         return [e for e in events if e.chat_id != self._chat_id]
 
+    async def wait_for_room(self) -> None:
+        await self._log.wait_for_room()
+
+    async def synced(self) -> None:
+        await self._log.synced()
+
     async def close(self) -> None:
         await self._log.close()
 

@@ -34,7 +34,7 @@ from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, Tex
 from openevi.llm.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, status_code_slug
 from openevi.llm.openai_compat import OpenAICompatibleLLM, openai_messages, stream_openai_chunks
 from openevi.net.clients import GuardedTransport, connect_websocket, short_reason
-from openevi.net.outbound import OutboundPolicy, OutboundRefused
+from openevi.net.outbound import OutboundPolicy, OutboundRefused, parse_ip_literal
 
 logger = logging.getLogger("openevi.llm.custom")
 
@@ -142,6 +142,12 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
             async with self._client.stream("POST", self.url, json=body, headers=headers, params=params) as response:
                 if response.status_code >= 400:
                     raise await _status_error(response)
+                if not 200 <= response.status_code < 300:  # a redirect is not an answer (never followed)
+                    raise LLMError(
+                        f"custom language model answered HTTP {response.status_code} instead of a stream "
+                        "(redirects are not followed: set model_resource to the final URL)",
+                        code="llm_bad_response",
+                    )
                 try:
                     async for event in stream_openai_chunks(response, "custom language model"):
                         yield event
@@ -150,20 +156,29 @@ class CustomSSELanguageModel(OpenAICompatibleLLM):
                         raise LLMError("custom language model sent a malformed event stream", code=exc.code) from exc
                     raise LLMError(short_reason(str(exc)), code=exc.code) from exc
         except OutboundRefused as exc:
-            raise _refused(exc) from exc
+            raise _refused(exc, where) from exc
+        except httpx.InvalidURL as exc:
+            raise LLMError(f"custom language model URL is not valid: {exc}", code="llm_bad_config") from exc
         except httpx.TimeoutException as exc:
             kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
             raise LLMError(f"custom language model timed out ({kind}) at {where}", code="llm_timeout") from exc
         except httpx.TransportError as exc:
-            raise LLMError(
-                f"custom language model unreachable at {where}: {type(exc).__name__}", code="llm_unreachable"
-            ) from exc
+            raise _unreachable(where) from exc
 
 
 _ERROR_BODY_LIMIT = 4096
 
 
-def _refused(exc: OutboundRefused) -> LLMError:
+def _unreachable(where: str) -> LLMError:
+    return LLMError(f"custom language model unreachable at {where}", code="llm_unreachable")
+
+
+def _refused(exc: OutboundRefused, where: str) -> LLMError:
+    """What a tenant learns of a refusal. For a host name, exactly what a name that does not resolve
+    (or does not answer) gives: otherwise refusals would tell which internal names exist."""
+    if parse_ip_literal(exc.host) is None:
+        logger.info("custom language model URL refused: %s", exc)  # the operator sees why
+        return _unreachable(where)
     return LLMError(f"custom language model URL not allowed: {exc.tenant_message}", code="llm_url_refused")
 
 
@@ -298,9 +313,12 @@ class CustomWebSocketLanguageModel:
                 )
                 self._ws = await asyncio.wait_for(opening, timeout=self.connect_timeout + 1)
             except OutboundRefused as exc:
-                raise _refused(exc) from exc
+                raise _refused(exc, _safe_url(self.url)) from exc
+            except (OSError, TimeoutError) as exc:  # a name that does not resolve reads like a refused one
+                logger.info("custom language model at %s: %r", _safe_url(self.url), exc)
+                raise _unreachable(_safe_url(self.url)) from exc
             # ValueError: websockets refuses a cross-origin redirect once the checked address is pinned.
-            except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
+            except (ValueError, WebSocketException) as exc:
                 raise LLMError(
                     f"custom language model unreachable at {_safe_url(self.url)}: {short_reason(repr(exc))}",
                     code="llm_unreachable",

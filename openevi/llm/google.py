@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -95,6 +97,10 @@ def gemini_contents(messages: Sequence[Message]) -> tuple[str, list[dict[str, An
     return "\n\n".join(system_parts), contents
 
 
+# Gemini model ids ("gemini-2.0-flash", "gemini-1.5-flash-002", "gemma-3-27b-it").
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class GoogleLLM:
     """Streams replies from Gemini; each `functionCall` part arrives whole and becomes a `ToolCall`."""
 
@@ -114,7 +120,14 @@ class GoogleLLM:
     ) -> None:
         self.name = name
         self.model = model.removeprefix("models/")
-        self.url = f"{base_url.rstrip('/')}/{api_version}/models/{self.model}:streamGenerateContent"
+        if not _MODEL_NAME.fullmatch(self.model):
+            # The name goes into the URL's path: it is a tenant's data, never a path of its own
+            # (`../../admin?` used to POST to another endpoint of the Google base URL with the server's key).
+            raise LLMError(
+                f"Invalid GOOGLE model name {self.model[:100]!r}: letters, digits, '.', '_' and '-' only",
+                code="llm_bad_config",
+            )
+        self.url = f"{base_url.rstrip('/')}/{api_version}/models/{quote(self.model, safe='')}:streamGenerateContent"
         self.temperature = temperature
         self.max_tokens = max_tokens
         self._headers = {"x-goog-api-key": api_key} if api_key else {}

@@ -124,6 +124,8 @@ def refusal_reason(ip: IPAddress) -> str | None:
             return None if inner is None else f"{inner} in IPv6 form"
         if int(ip) >> 32 == 0:
             return "an IPv4-compatible IPv6 address"  # deprecated form; ::/96 reaches nothing useful
+        if ip.is_site_local:
+            return "a site-local address"  # fec0::/10: deprecated, but still routed inside some networks
     if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
         return "an unspecified address"
     if ip.is_loopback:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,12 +54,23 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any] | None) -> dict[str, 
     return merged
 
 
+def unparseable(url: str) -> str | None:
+    """Why the HTTP client could not call `url` (`0177.0.0.1`, Unicode digits…), or None."""
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    return None
+
+
 def _check_webhook_url(url: str, index: int, *, allow_http: bool) -> None:
     parts = urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes or not parts.hostname:
         hint = "" if allow_http else " (set OPENEVI_ALLOW_HTTP_WEBHOOKS=true to allow http for local development)"
         raise ConfigRejected(["webhooks", index, "url"], f"webhook url must be a valid https URL{hint}")
+    if (why := unparseable(url)) is not None:
+        raise ConfigRejected(["webhooks", index, "url"], f"webhook url is not a valid URL: {why}")
 
 
 async def _normalize(
@@ -110,7 +122,7 @@ async def _normalize(
     lm = posted.language_model.model_dump(exclude_none=True) if posted.language_model else None
     if lm and lm.get("model_provider") == "CUSTOM_LANGUAGE_MODEL":
         resource = lm.get("model_resource") or ""
-        if urlsplit(resource).scheme not in LANGUAGE_MODEL_URL_SCHEMES:
+        if urlsplit(resource).scheme not in LANGUAGE_MODEL_URL_SCHEMES or unparseable(resource) is not None:
             raise ConfigRejected(
                 ["language_model", "model_resource"],
                 "CUSTOM_LANGUAGE_MODEL needs model_resource set to the URL of your model server",

@@ -9,6 +9,7 @@ here unchanged, and refuses (with the reason) what would overwrite or take over 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable
@@ -16,19 +17,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.schemas.rest import PostedConfig, PostedPrompt, PostedTool
 from openevi.services import configs
 from openevi.services.views import paged, prompt_view, tool_view
 from openevi.store import accounts, resources
-from openevi.store.db import now_ms
+from openevi.store.db import now_ms, transaction
 from openevi.store.resources import Kind, Versioned
 
 Action = Literal["created", "skipped", "refused", "conflict"]
 KINDS: tuple[Kind, ...] = ("prompt", "tool", "config")  # import order: configs point at the other two
 PAGE_KEYS: dict[str, Kind] = {"prompts_page": "prompt", "tools_page": "tool", "configs_page": "config"}
 EXPORT_PAGE_SIZE = 100  # the largest page the REST API returns
+# Versions stored per import transaction: SQLite has one writer, so a long import must let others in.
+BATCH_VERSIONS = 200
+MAX_LIST_DEPTH = 8  # files hold pages, objects or lists of them; deeper is not an export
+BATCH_PAUSE_S = 0.1
 
 
 class UnknownKeyError(Exception):
@@ -123,7 +128,8 @@ def _canonical_id(value: Any) -> bool:
     if not isinstance(value, str) or len(value) != 36:
         return False
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        # Exactly as the API writes ids: an upper-case copy would be a second id for the same UUID.
+        return str(uuid.UUID(value)) == value
     except ValueError:
         return False
 
@@ -142,10 +148,13 @@ class _Reader:
         self.items: list[Item] = []
         self.refused: list[Outcome] = []
 
-    def walk(self, value: Any, where: str) -> None:
+    def walk(self, value: Any, where: str, depth: int = 0) -> None:
         if isinstance(value, list):
+            if depth >= MAX_LIST_DEPTH:
+                self.refuse("?", value, where, f"lists nested more than {MAX_LIST_DEPTH} deep")
+                return
             for index, entry in enumerate(value):
-                self.walk(entry, f"{where}[{index}]")
+                self.walk(entry, f"{where}[{index}]", depth + 1)
             return
         if not isinstance(value, dict):
             self.refuse("?", value, where, f"expected a JSON object or list, found {type(value).__name__}")
@@ -183,7 +192,7 @@ class _Reader:
         if embedded and not well_formed:
             return  # only a copy: the config itself says what is wrong with its reference
         if not _canonical_id(obj.get("id")):
-            self.refuse(kind, obj, where, "id must be a UUID")
+            self.refuse(kind, obj, where, "id must be a UUID, in lower case as the API returns it")
         elif not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= resources.MAX_VERSION:
             self.refuse(kind, obj, where, "version must be an integer from 0")
         elif not isinstance(obj.get("name"), str):
@@ -470,15 +479,40 @@ def _timestamp(data: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-async def import_items(session: AsyncSession, parsed: Parsed, *, account_id: str, allow_http_webhooks: bool) -> Report:
-    """Recreate the parsed versions under the account, in one transaction (the caller's)."""
+async def import_items(
+    factory: async_sessionmaker[AsyncSession],
+    parsed: Parsed,
+    *,
+    account_id: str,
+    allow_http_webhooks: bool,
+    batch_versions: int = BATCH_VERSIONS,
+) -> Report:
+    """Recreate the parsed versions under the account, in short transactions of about
+    `batch_versions` versions (a resource's versions always together), so a server running meanwhile
+    is never locked out of the database for long. An interrupted import can simply be run again:
+    what it already stored is skipped."""
     report = Report(outcomes=list(parsed.refused))
-    importer = _Importer(session, account_id=account_id, allow_http_webhooks=allow_http_webhooks, report=report)
     groups: dict[tuple[Kind, str], list[Item]] = {}
     for item in parsed.items:  # already in import order: prompts, tools, configs; ascending versions
         groups.setdefault((item.kind, item.id), []).append(item)
-    for (kind, resource_id), versions in groups.items():
-        await importer.resource(kind, resource_id, versions)
+    pending = list(reversed(groups.items()))  # popped from the end: in import order
+    importer: _Importer | None = None
+    while pending:
+        async with transaction(factory) as session:
+            if importer is None:
+                importer = _Importer(
+                    session, account_id=account_id, allow_http_webhooks=allow_http_webhooks, report=report
+                )
+            importer.session = session  # one importer: it remembers refusals across transactions
+            done = 0
+            while pending and done < batch_versions:
+                (kind, resource_id), versions = pending.pop()
+                await importer.resource(kind, resource_id, versions)
+                done += len(versions)
+        if pending:
+            # SQLite's busy handler retries a waiting writer every few to 100 ms: a pause that long
+            # lets it in (taking the lock again at once would starve it until its busy timeout).
+            await asyncio.sleep(BATCH_PAUSE_S)
     return report
 
 

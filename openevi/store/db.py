@@ -36,7 +36,9 @@ def create_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> 
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout; a server database's
     pooled connections are pinged after `ping_after_idle_s` idle (ping_when_idle)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, json_deserializer=json_loads)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, json_deserializer=json_loads, hide_parameters=True
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -48,7 +50,7 @@ def create_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> 
             cur.close()
 
         return engine
-    engine = create_async_engine(url, pool_size=10, max_overflow=20, json_deserializer=json_loads)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, json_deserializer=json_loads, hide_parameters=True)
     ping_when_idle(engine, ping_after_idle_s)
     if engine.dialect.name == "postgresql":
         event.listen(engine.sync_engine, "before_cursor_execute", _postgres_text_without_nul, retval=True)

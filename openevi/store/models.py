@@ -35,6 +35,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Migration 0005: what the account's prompt, tool and config versions store (their stored_bytes).
+    resource_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiKey(Base):
@@ -87,6 +89,8 @@ class ResourceVersion(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_on: Mapped[int] = mapped_column(BigInteger)
     modified_on: Mapped[int] = mapped_column(BigInteger)
+    # Migration 0005: the size of the body (as JSON) and the description, counted in the account's quota.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ChatGroup(Base):

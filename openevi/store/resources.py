@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import orjson
 from sqlalchemy import Text, and_, bindparam, case, delete, exists, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.store.db import json_loads, new_id, now_ms
 from openevi.store.errors import NameTakenError, NotFoundError
-from openevi.store.models import ResourceHead, ResourceVersion
+from openevi.store.models import Account, ResourceHead, ResourceVersion
+from openevi.store.usage import text_bytes
 
 Kind = Literal["prompt", "tool", "config"]
 MAX_VERSION = 2**31 - 1  # versions are 32-bit integer columns
@@ -161,6 +163,19 @@ async def _name_taken(session: AsyncSession, account_id: str, kind: Kind, name: 
     return found is not None
 
 
+def stored_size(body: dict[str, Any], version_description: str | None) -> int:
+    """What a version stores: its body as JSON and its description (UTF-8 bytes)."""
+    return len(orjson.dumps(body)) + text_bytes(version_description)
+
+
+async def _charge(session: AsyncSession, account_id: str, size: int) -> None:
+    """Keep the account's total in step with its versions (in the same transaction)."""
+    if size:
+        await session.execute(
+            update(Account).where(Account.id == account_id).values(resource_bytes=Account.resource_bytes + size)
+        )
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -187,6 +202,7 @@ async def create(
         body=body,
         created_on=ts,
         modified_on=ts,
+        stored_bytes=stored_size(body, version_description),
     )
     try:
         async with session.begin_nested():
@@ -196,6 +212,7 @@ async def create(
             await session.flush()
     except IntegrityError as exc:  # a concurrent create with the same name won the race
         raise NameTakenError(f"A {kind} named {name!r} already exists") from exc
+    await _charge(session, account_id, row.stored_bytes)
     return _view(head, row)
 
 
@@ -239,9 +256,11 @@ async def create_version(
         body=body,
         created_on=ts,
         modified_on=ts,
+        stored_bytes=stored_size(body, version_description),
     )
     session.add(row)
     await session.flush()
+    await _charge(session, account_id, row.stored_bytes)
     return _view(h, row)
 
 
@@ -339,9 +358,12 @@ async def set_description(
 async def delete_version(session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str, version: int) -> None:
     """Delete one version; the resource disappears with its last version."""
     await get_version(session, account_id=account_id, kind=kind, resource_id=resource_id, version=version)
-    await session.execute(
-        delete(ResourceVersion).where(ResourceVersion.id == resource_id, ResourceVersion.version == version)
+    freed = await session.scalar(
+        delete(ResourceVersion)
+        .where(ResourceVersion.id == resource_id, ResourceVersion.version == version)
+        .returning(ResourceVersion.stored_bytes)
     )
+    await _charge(session, account_id, -(freed or 0))
     remaining = await session.scalar(
         select(func.count()).select_from(ResourceVersion).where(ResourceVersion.id == resource_id)
     )
@@ -351,7 +373,12 @@ async def delete_version(session: AsyncSession, *, account_id: str, kind: Kind, 
 
 async def delete_all(session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str) -> None:
     await head(session, account_id=account_id, kind=kind, resource_id=resource_id)
-    await session.execute(delete(ResourceVersion).where(ResourceVersion.id == resource_id))
+    freed = (
+        await session.scalars(
+            delete(ResourceVersion).where(ResourceVersion.id == resource_id).returning(ResourceVersion.stored_bytes)
+        )
+    ).all()
+    await _charge(session, account_id, -sum(freed))
     await session.execute(delete(ResourceHead).where(ResourceHead.id == resource_id))
 
 
@@ -414,6 +441,7 @@ async def insert_version(
     )
     if bumped is None:
         raise NotFoundError(f"No {kind} with id {resource_id}")
+    size = stored_size(body, version_description)
     session.add(
         ResourceVersion(
             id=resource_id,
@@ -424,6 +452,8 @@ async def insert_version(
             body=body,
             created_on=created_on,
             modified_on=modified_on,
+            stored_bytes=size,
         )
     )
     await session.flush()
+    await _charge(session, account_id, size)

@@ -171,12 +171,17 @@ class MediaStreamBridge:
             if event == "media":
                 await self._inbound_media(message)
             elif event == "mark":
-                self._mark_played(str((message.get("mark") or {}).get("name", "")))
+                mark = message.get("mark")
+                if isinstance(mark, dict):
+                    self._mark_played(str(mark.get("name", "")))
             elif event == "stop":
                 return
 
     async def _inbound_media(self, message: dict[str, Any]) -> None:
-        media = message.get("media") or {}
+        media = message.get("media")
+        if not isinstance(media, dict):  # `"media": "x"` used to end the call without a word
+            log.debug("call %s: a media message without a media object", self.stream_sid)
+            return
         if media.get("track") not in (None, "inbound"):
             return
         try:

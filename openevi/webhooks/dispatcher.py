@@ -10,7 +10,10 @@ restarts (at-least-once; receivers de-duplicate by the `X-Openevi-Delivery-Id` h
 Fairness: every claimed row is delivered by its own task, and the loop claims again as soon as a slot
 frees, so nothing waits for a batch to finish. One destination URL has at most `PER_DESTINATION`
 attempts in flight and one account at most `PER_ACCOUNT`; rows beyond those limits are not claimed
-(their lease would tick while they wait), so a receiver that never answers only slows itself.
+(their lease would tick while they wait), so a receiver that never answers only slows itself. An
+account's attempts beyond its first `GUARANTEED` are only started while more than `RESERVED` slots
+stay free: several hostile accounts together (four used to hold all 64 slots with hanging receivers
+and delay a healthy tenant by a whole timeout) leave those slots to accounts with nothing in flight.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ EVENT_HEADER = "X-Openevi-Event"
 MAX_IN_FLIGHT = 64  # attempts in flight per instance
 PER_DESTINATION = 4  # per webhook URL
 PER_ACCOUNT = 16
+GUARANTEED = 2  # attempts per account that may use the reserved slots
+RESERVED = 16  # slots kept for accounts with fewer than GUARANTEED attempts in flight
 CANDIDATES = 128  # due rows looked at per claim
 ERROR_TEXT_LIMIT = 500
 ERROR_BODY_BYTES = 200  # of a non-2xx answer, kept in last_error
@@ -192,10 +197,16 @@ class WebhookDispatcher:
             # The claim expires and the row is retried; never let one delivery stop the loop.
             log.exception("webhook delivery %s crashed", item.id)
 
+    @staticmethod
+    def _account_full(in_flight: int, busy: int) -> bool:
+        """Whether an account with `in_flight` attempts may not start another while `busy` slots are taken."""
+        return in_flight >= PER_ACCOUNT or (in_flight >= GUARANTEED and MAX_IN_FLIGHT - busy <= RESERVED)
+
     def _held_back(self, query: SelectT) -> SelectT:
         """`query` without rows of destinations and accounts already at their in-flight limit."""
         full_urls = [url for url, n in self._per_url.items() if n >= PER_DESTINATION]
-        full_accounts = [account for account, n in self._per_account.items() if n >= PER_ACCOUNT]
+        busy = len(self._in_flight)
+        full_accounts = [account for account, n in self._per_account.items() if self._account_full(n, busy)]
         if full_urls:
             query = query.where(WebhookDelivery.url.not_in(full_urls))
         if full_accounts:
@@ -223,7 +234,8 @@ class WebhookDispatcher:
             for delivery_id, url, account_id in candidates.all():
                 if len(claimed) >= limit:
                     break
-                if per_url[url] >= PER_DESTINATION or per_account[account_id] >= PER_ACCOUNT:
+                busy = len(self._in_flight) + len(claimed)
+                if per_url[url] >= PER_DESTINATION or self._account_full(per_account[account_id], busy):
                     continue
                 result = await session.execute(
                     update(WebhookDelivery)
@@ -313,6 +325,9 @@ class WebhookDispatcher:
         except OutboundRefused as exc:
             # Policy, not a network failure: retrying cannot help, so the delivery fails now.
             error, refused = str(exc), True
+        except httpx.InvalidURL as exc:
+            # Stored before the URL was checked at config time (`0177.0.0.1`): it never becomes valid.
+            error, refused = f"invalid webhook URL: {exc}", True
         except TimeoutError:
             error = f"timed out after {self._timeout_s:g}s"
         except httpx.HTTPError as exc:

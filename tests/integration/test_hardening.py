@@ -94,6 +94,42 @@ def test_a_client_slow_to_send_its_headers_is_cut_off(hardened: ServerProcess) -
     assert httpx.get(f"{hardened.base_url}/healthz", timeout=10).status_code == 200
 
 
+def upgrade_request(*, path: str = "/v0/evi/chat", extra: bytes = b"") -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode() + extra + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (upgrade_request(path="/v0/evi/chat?x=" + "a" * 9000), b"414"),
+        (upgrade_request(extra=b"X-Big: " + b"b" * 9000 + b"\r\n"), b"431"),
+    ],
+    ids=["long-request-line", "long-header"],
+)
+def test_an_oversized_upgrade_request_is_answered_and_closed(
+    hardened: ServerProcess, request_bytes: bytes, status: bytes
+) -> None:
+    """The WebSocket parser refused these with 414/431 but never sent the answer nor closed: no key
+    was needed to hold a file descriptor forever. Many at once are all answered and closed, and
+    the server's descriptors go back to where they were."""
+    before = open_files(hardened)
+    sockets = [socket.create_connection(("127.0.0.1", hardened.port)) for _ in range(50)]
+    try:
+        for sock in sockets:
+            sock.settimeout(30)  # bounds a hang only
+            sock.sendall(request_bytes)
+        answers = [read_until_closed(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert all(answer.startswith(b"HTTP/1.1 " + status) for answer in answers), answers[0][:200]
+    assert open_files(hardened) <= before + 2
+    assert httpx.get(f"{hardened.base_url}/healthz", timeout=10).status_code == 200
+
+
 def open_files(server: ServerProcess) -> int:
     assert server.proc is not None
     return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
@@ -178,3 +214,44 @@ async def test_deeply_nested_variables_in_the_connect_url_are_a_400(hardened: Se
             pass
     assert refused.value.response.status_code == 400
     assert json.loads(refused.value.response.body)["code"] == "invalid_session_settings"
+
+
+async def test_a_pause_resume_flood_stores_a_bounded_number_of_events_and_sigterm_still_stops(
+    tmp_path: Path,
+    llm: ScriptedLLM,  # noqa: F811
+) -> None:
+    """One socket toggling pause/resume as fast as it can used to queue hundreds of thousands of
+    free events; the server then spent minutes writing them and ignored SIGTERM meanwhile. Now the
+    socket is read at a bounded rate, the toggles past the chat's message rate are dropped (told
+    once a second), and a socket that stays far ahead is closed."""
+    # A frame rate this machine surely keeps up with, so the socket is held back by the limit itself.
+    proc = scripted_server(tmp_path / "openevi", llm, OPENEVI_CHAT_MAX_FRAMES_PER_S="50", **TEXT_ONLY)
+    proc.start()
+    try:
+        url = proc.base_url.replace("http", "ws", 1) + "/v0/evi/chat?api_key=" + proc.api_key
+        async with websockets.connect(url) as ws:
+            chat_id = json.loads(await ws.recv())["chat_id"]
+            toggles = [json.dumps({"type": t}) for t in ("pause_assistant_message", "resume_assistant_message")]
+            for i in range(20_000):
+                await ws.send(toggles[i % 2])
+            errors = []
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                async with asyncio.timeout(60):  # bounds a hang only
+                    while True:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "error":
+                            errors.append(message)
+            assert errors and errors[0]["code"] == "E0104" and "Too many messages" in errors[0]["message"]
+            assert len(errors) < 100  # told about once a second, not once per dropped message
+            # Far ahead of the frame rate for seconds: the socket is cut off, not read for minutes.
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert proc.proc is not None
+        proc.proc.terminate()
+        proc.proc.wait(timeout=30)  # bounds a hang only: it used to take minutes
+        proc.proc = None
+        proc.start()
+        events = await client_of(proc).empathic_voice.chats.list_chat_events(id=chat_id, page_size=100)
+        total = events.response.total_pages or 0
+        assert 0 < total <= 10, total  # at most a few hundred toggles stored, not 20,000
+    finally:
+        proc.stop()

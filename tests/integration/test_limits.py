@@ -35,6 +35,7 @@ LIMITS = {
     "OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS": "2",
     "OPENEVI_ACCOUNT_MAX_CHATS_PER_MINUTE": "4",
     "OPENEVI_ACCOUNT_MAX_STORED_BYTES": "50000",
+    "OPENEVI_ACCOUNT_MAX_RESOURCE_BYTES": "50000",
     # Text-only chats: no speech-input models to load.
     "OPENEVI_ASR_PROVIDER": "none",
     "OPENEVI_VAD_PROVIDER": "none",
@@ -267,3 +268,51 @@ async def test_connect_time_settings_over_the_limits_get_an_error(limited: Serve
         await socket.send_publish(UserInput(text="hello"))
         answer = await recv_until(socket, "assistant_end")
     assert [m.message.content for m in answer if m.type == "assistant_message"] == ["OK."]
+
+
+def test_rest_stored_versions_are_within_the_account_quota(limited: ServerProcess) -> None:
+    """20 clients posting 100 KB prompt versions for 10 s used to add 96 MB: nothing bounded them.
+    A version past the quota is refused (429) and not stored; deleting versions makes room; other
+    accounts are not affected."""
+    import httpx
+
+    key = fresh_key(limited)
+    headers = {"X-Hume-Api-Key": key}
+    url = f"{limited.base_url}/v0/evi/prompts"
+    created = httpx.post(url, headers=headers, json={"name": "big", "text": "p" * 9_000}, timeout=30)
+    assert created.status_code == 201, created.text
+    prompt_id = created.json()["id"]
+    statuses = [
+        httpx.post(f"{url}/{prompt_id}", headers=headers, json={"text": "q" * 9_000}, timeout=30).status_code
+        for _ in range(8)
+    ]
+    assert statuses[:4] == [201] * 4 and set(statuses[5:]) == {429}, statuses
+    refused = httpx.post(f"{url}/{prompt_id}", headers=headers, json={"text": "q" * 9_000}, timeout=30)
+    assert refused.json()["code"] == "storage_quota_exceeded", refused.text
+    versions = httpx.get(f"{url}/{prompt_id}", headers=headers, params={"restrict_to_most_recent": False}, timeout=30)
+    stored = versions.json()["prompts_page"]
+    assert len(stored) == 1 + statuses.count(201)  # the refused ones were rolled back
+    # Deleting a version makes room for one more.
+    last = max(p["version"] for p in stored)
+    assert httpx.delete(f"{url}/{prompt_id}/version/{last}", headers=headers, timeout=30).status_code == 200
+    again = httpx.post(f"{url}/{prompt_id}", headers=headers, json={"text": "q" * 9_000}, timeout=30)
+    assert again.status_code == 201, again.text
+    # Another account still has its whole quota.
+    other = httpx.post(
+        url, headers={"X-Hume-Api-Key": fresh_key(limited)}, json={"name": "big", "text": "p" * 40_000}, timeout=30
+    )
+    assert other.status_code == 201, other.text
+
+
+@pytest.mark.parametrize("url", ["https://0177.0.0.1/hook", "https://\u0661\u0662\u0667.0.0.1/hook"])
+def test_a_webhook_url_the_server_could_never_call_is_refused_at_config_time(limited: ServerProcess, url: str) -> None:
+    import httpx
+
+    response = httpx.post(
+        f"{limited.base_url}/v0/evi/configs",
+        headers={"X-Hume-Api-Key": fresh_key(limited)},
+        json={"name": "hooks", "evi_version": "3", "webhooks": [{"url": url, "events": ["chat_started"]}]},
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    assert "not a valid URL" in response.text

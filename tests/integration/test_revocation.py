@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 import websockets
 from hume import AsyncHumeClient
 from hume.empathic_voice import UserInput
+from sqlalchemy import select
 
 from openevi.store.models import Chat
 from tests.integration.chat_support import llm, recv_until, scripted_server  # noqa: F401 - fixture
@@ -106,3 +109,71 @@ async def test_cli_revocation_closes_open_key_and_token_chats(revoking: ServerPr
         for chat_id in (key_chat, token_chat):
             chat = await s.get(Chat, chat_id)
             assert chat is not None and chat.status == "ERROR", chat and chat.status
+
+
+def observer_url(server: ServerProcess, chat_id: str, api_key: str) -> str:
+    return server.base_url.replace("http", "ws", 1) + f"/v0/evi/chat/{chat_id}/connect?api_key={api_key}"
+
+
+async def second_key(server: ServerProcess, api_key: str) -> str:
+    """Another key of the account behind `api_key` (a key rotation)."""
+    from openevi.store import accounts
+    from openevi.store.models import ApiKey
+
+    async with store(server) as s:
+        keys = (await s.execute(select(ApiKey))).scalars().all()
+        account_id = next(k.account_id for k in keys if api_key.startswith(k.prefix))
+        issued = await accounts.add_key(s, account_id=account_id, name="rotated")
+    return issued.api_key
+
+
+async def test_revoking_another_key_of_the_account_closes_the_observer_it_opened(revoking: ServerProcess) -> None:
+    """An observer opened with key B of the chat's account used to stay, and be answered, after B was
+    revoked (only the chat's own key was watched). It is told and closed; the chat goes on."""
+    api_key, _ = create_key(revoking)
+    rotated = await second_key(revoking, api_key)
+    client = AsyncHumeClient(api_key=api_key, base_url=revoking.base_url)
+    async with client.empathic_voice.chat.connect(allow_connection=True) as chat:
+        chat_id = (await chat.recv()).chat_id
+        async with websockets.connect(observer_url(revoking, chat_id, rotated)) as observer:
+            await observer.send(json.dumps({"type": "user_input", "text": "from the observer"}))
+            await recv_until(chat, "assistant_end")
+            revoked = revoking.cli("keys", "revoke", rotated[:12])
+            assert revoked.returncode == 0, revoked.stderr
+            seen, closed = await ended_by_revocation(observer)
+            errors = [json.loads(m) for m in seen if json.loads(m)["type"] == "error"]
+            assert [(e["code"], e["slug"]) for e in errors] == [("E0106", "api_key_revoked")], seen
+            assert closed.rcvd is not None and (closed.rcvd.code, closed.rcvd.reason) == (1008, "API key revoked")
+        await chat.send_publish(UserInput(text="still here?"))  # the chat's own key is live
+        answer = await recv_until(chat, "assistant_end")
+        assert [m.message.content for m in answer if m.type == "assistant_message"] == ["OK."]
+
+
+async def test_observer_sockets_are_limited_per_chat_and_per_account(revoking: ServerProcess) -> None:
+    """One account used to open 989 observers on 5 chats and starve everyone else."""
+    api_key, _ = create_key(revoking)
+    client = AsyncHumeClient(api_key=api_key, base_url=revoking.base_url)
+    async with contextlib.AsyncExitStack() as stack:
+        chats = [
+            await stack.enter_async_context(client.empathic_voice.chat.connect(allow_connection=True)) for _ in range(5)
+        ]
+        chat_ids = [(await c.recv()).chat_id for c in chats]
+        for _ in range(8):  # OPENEVI_CHAT_MAX_OBSERVERS
+            await stack.enter_async_context(websockets.connect(observer_url(revoking, chat_ids[0], api_key)))
+        with pytest.raises(websockets.exceptions.InvalidStatus) as per_chat:
+            await stack.enter_async_context(websockets.connect(observer_url(revoking, chat_ids[0], api_key)))
+        assert per_chat.value.response.status_code == 429
+        assert json.loads(per_chat.value.response.body)["code"] == "too_many_observers"
+        for chat_id in chat_ids[1:4]:
+            for _ in range(8):
+                await stack.enter_async_context(websockets.connect(observer_url(revoking, chat_id, api_key)))
+        with pytest.raises(websockets.exceptions.InvalidStatus) as per_account:  # 32: OPENEVI_ACCOUNT_MAX_OBSERVERS
+            await stack.enter_async_context(websockets.connect(observer_url(revoking, chat_ids[4], api_key)))
+        assert per_account.value.response.status_code == 429
+        assert "account" in json.loads(per_account.value.response.body)["message"]
+        # Another account still observes its own chat.
+        other = AsyncHumeClient(api_key=revoking.api_key, base_url=revoking.base_url)
+        async with other.empathic_voice.chat.connect(allow_connection=True) as theirs:
+            their_id = (await theirs.recv()).chat_id
+            async with websockets.connect(observer_url(revoking, their_id, revoking.api_key)):
+                pass

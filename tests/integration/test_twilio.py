@@ -269,6 +269,23 @@ async def test_a_stream_needs_the_token_of_its_call(phone_server: ServerProcess)
     assert line.close_code == 1008
 
 
+async def test_hostile_stream_frames_neither_crash_the_call_nor_burn_its_token(phone_server: ServerProcess) -> None:
+    """A start refused for its audio format used to use up the call's token (Twilio's retry was then
+    refused); JSON nested 100k deep raised before authentication; `"media": "x"` dropped the call."""
+    call = phone(phone_server, None)
+    answer = call.dial()
+    wrong = {"encoding": "audio/x-l16", "sampleRate": 16000, "channels": 1}
+    async with call.stream(answer, media_format=wrong) as line:
+        await asyncio.wait_for(line.closed.wait(), WAIT_S)
+    assert line.close_code == 1003
+    async with call.stream(answer, before_start=["[" * 100_000]) as line:
+        await line.send("media", streamSid=line.stream_sid, media="x")
+        await line.send("mark", streamSid=line.stream_sid, mark="x")
+        await asyncio.sleep(0.5)
+        assert not line.closed.is_set()
+        await line.hang_up()
+
+
 async def test_calls_count_against_the_accounts_chat_quota(phone_server: ServerProcess) -> None:
     key = new_account_key(phone_server, "phone-quota")
     client = AsyncHumeClient(api_key=key, base_url=phone_server.base_url)

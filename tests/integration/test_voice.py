@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+import struct
 import subprocess
 import tempfile
 import wave
@@ -207,6 +208,12 @@ async def test_garbage_audio_gets_an_error_and_the_chat_goes_on(voice_server: Se
         await socket.send_publish(AudioInput(data=base64.b64encode(b"\x01\x02garbage-without-a-header" * 50).decode()))
         error = await recv_until(socket, "error", limit_s=10)
         assert error[-1].slug == "invalid_audio"
+        # A WAV header claiming 1 Hz (used to be upsampled 16,000-fold on the event loop): refused.
+        fmt = struct.pack("<HHIIHH", 1, 1, 1, 2, 2, 16)
+        one_hz = b"RIFF\xff\xff\xff\xffWAVEfmt " + struct.pack("<I", 16) + fmt + b"data\xff\xff\xff\xff" + bytes(2048)
+        await socket.send_publish(AudioInput(data=base64.b64encode(one_hz).decode()))
+        error = await recv_until(socket, "error", limit_s=10)
+        assert error[-1].slug == "invalid_audio" and "sample rate" in error[-1].message
         await socket.send_publish(UserInput(text="Are you there?"))
         messages = await recv_until(socket, "assistant_end", limit_s=30)
     assert [m.message.content for m in of_type(messages, "assistant_message")] == ["Still here."]

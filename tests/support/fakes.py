@@ -90,6 +90,12 @@ class FakeHistory:
     async def earlier_events(self) -> list[PastEvent]:
         return list(self._earlier)
 
+    async def wait_for_room(self) -> None:
+        pass
+
+    async def synced(self) -> None:
+        pass
+
     async def close(self) -> None:
         self.closed = True
 

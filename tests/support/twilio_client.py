@@ -241,15 +241,23 @@ class PhoneCall:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, answer: TwimlAnswer, *, parameters: dict[str, str] | None = None
+        self,
+        answer: TwimlAnswer,
+        *,
+        parameters: dict[str, str] | None = None,
+        media_format: dict[str, Any] | None = None,
+        before_start: list[str] = [],  # noqa: B006 - read only
     ) -> AsyncIterator[MediaStream]:
-        """Open the `<Stream>` of a TwiML answer: `connected`, then `start` with its custom parameters."""
+        """Open the `<Stream>` of a TwiML answer: `connected` (and any raw `before_start` frames), then
+        `start` with its custom parameters."""
         assert answer.stream_url is not None, answer.body
         assert urlsplit(answer.stream_url).scheme in ("ws", "wss"), answer.stream_url
         stream_sid = "MZ" + secrets.token_hex(16)
         async with websockets.connect(answer.stream_url, open_timeout=30) as ws:
             line = MediaStream(ws, stream_sid)
             await line.send("connected", protocol="Call", version="1.0.0")
+            for raw in before_start:
+                await ws.send(raw)
             await line.send(
                 "start",
                 streamSid=stream_sid,
@@ -259,7 +267,7 @@ class PhoneCall:
                     "callSid": self.call_sid,
                     "tracks": ["inbound"],
                     "customParameters": answer.parameters if parameters is None else parameters,
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
+                    "mediaFormat": media_format or {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
                 },
             )
             try:

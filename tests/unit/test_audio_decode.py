@@ -223,3 +223,82 @@ async def test_aclose_ends_a_demuxer_waiting_for_more_bytes(speech: np.ndarray) 
     assert [t for t in set(threading.enumerate()) - before if t.name == "openevi-decode-webm"]
     await decoder.aclose()
     assert not [t for t in set(threading.enumerate()) - before if t.name == "openevi-decode-webm"]
+
+
+def _wav_header(*, rate: int, channels: int, bits: int = 16, codec: int = 1, data_size: int = 0xFFFFFFFF) -> bytes:
+    block = max(1, channels * bits // 8) & 0xFFFF
+    fmt = struct.pack("<HHIIHH", codec, channels, rate, (rate * block) & 0xFFFFFFFF, block, bits)
+    return b"RIFF\xff\xff\xff\xffWAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data_size)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "codec"),
+    [(1, 1, 1), (7_999, 1, 1), (10_000_000, 1, 1), (16_000, 0, 1), (16_000, 65_535, 1), (1, 1, 7)],
+)
+def test_absurd_declared_wav_formats_are_refused_before_any_work(rate: int, channels: int, codec: int) -> None:
+    """A header claiming 1 Hz used to be upsampled to 16 kHz: 200 bytes became 1.6 M samples
+    (20 KB became 296 MB on disk). Refused from the header, also for codecs FFmpeg would decode (µ-law)."""
+    decoder = AudioDecoder()
+    bits = 8 if codec == 7 else 16
+    with pytest.raises(DecodeError, match=r"Unsupported (sample rate|channel count)"):
+        decoder.push(_wav_header(rate=rate, channels=channels, bits=bits, codec=codec) + b"\0" * 200)
+    assert decoder.failed
+
+
+def test_absurd_linear16_settings_are_refused() -> None:
+    with pytest.raises(DecodeError, match="Unsupported sample rate"):
+        AudioDecoder(pcm_format=(1, 1)).push(b"\0" * 200)
+
+
+def test_decoded_output_is_bounded_by_the_bytes_fed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream that decodes to far more audio than its size allows stops with an error
+    (here the bound is lowered so that 60 s of Opus silence, ~14 KB, is such a stream)."""
+    import openevi.audio.decode as decode
+
+    silence = encode(np.zeros(16_000 * 60, np.float32), fmt="ogg", codec="libopus")
+    monkeypatch.setattr(decode, "SECONDS_PER_SMALL_BYTE", 0.001)
+    monkeypatch.setattr(decode, "OUTPUT_ALLOWANCE_S", 1.0)
+    decoder = AudioDecoder()
+    with pytest.raises(DecodeError, match="far more samples"):
+        decoder.push(silence)
+        decoder.flush()
+    monkeypatch.undo()
+    decoder = AudioDecoder()  # at the real bound a muted microphone's minute of Opus is fine
+    assert decoder.push(silence).size + decoder.flush().size == 16_000 * 60
+
+
+async def test_push_async_converts_and_resamples_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PCM and WAV chunks are parsed and resampled in a worker thread, not on the event loop."""
+    import openevi.audio.decode as decode
+
+    threads: list[int] = []
+    original = decode._Resampler.process
+
+    def spy(self: decode._Resampler, mono: np.ndarray, rate: int) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return original(self, mono, rate)
+
+    monkeypatch.setattr(decode._Resampler, "process", spy)
+    decoder = AudioDecoder()
+    out = await decoder.push_async(_wav_header(rate=8_000, channels=2) + b"\1\0" * 8_000)
+    assert 6_000 < out.size <= 8_000  # 4,000 stereo frames at 8 kHz → 0.5 s at 16 kHz (less the filter delay)
+    assert threads and threading.get_ident() not in threads
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_wav_header(rate=16_000, channels=1, bits=0) + bytes(3200), "Unsupported WAV sample format"),
+        (_wav_header(rate=16_000, channels=1, bits=7) + bytes(3200), "Unsupported WAV sample format"),
+        (_wav_header(rate=16_000, channels=1, bits=0, codec=0x55) + np.random.default_rng(3).bytes(40_000), "wav"),
+        (b"OggS" + np.random.default_rng(4).bytes(40_000), "No audio found"),
+    ],
+    ids=["0-bit", "7-bit", "mp3-in-wav-garbage", "garbage-after-ogg-magic"],
+)
+async def test_undecodable_audio_is_an_error_not_silence(data: bytes, match: str) -> None:
+    """These used to decode to nothing, silently: the client never got E0201."""
+    decoder = AudioDecoder()
+    with pytest.raises(DecodeError, match=match):
+        for at in range(0, len(data), 1000):
+            await decoder.push_async(data[at : at + 1000])
+    await decoder.aclose()

@@ -12,6 +12,7 @@ import pytest
 from openevi.chat.config import BuiltinTool, ChatConfig, EventMessage, FunctionTool, Timeout
 from openevi.chat.context import CUT_OFF_NOTE
 from openevi.chat.floor import TRANSITIONS, FloorState
+from openevi.chat.limits import ROW_BYTES
 from openevi.chat.listener import HeardTurn
 from openevi.chat.session import Phase
 from openevi.llm.base import LLMError, TextDelta, ToolCall
@@ -405,6 +406,31 @@ async def test_a_finished_answer_still_playing_resumes_after_a_barge_in_without_
     said = [m for m in resumed if isinstance(m, msg.AssistantMessage)]
     assert [(m.text, m.from_text) for m in said] == [("three four.", False)]
     assert len(engine.model.requests) == 1  # spoken again as it was, not asked again
+
+
+async def test_a_pause_resume_flood_is_rate_limited_told_once_and_charged(tmp_path: Path) -> None:
+    """One socket toggling pause/resume used to queue 345,200 free events in 5 s. Past the burst
+    the toggles are dropped, the client is told once a second, and every accepted one costs the budget."""
+    clock = FakeClock()
+    engine = FakeEngine(tmp_path, clock=clock)
+    session, queue = await started(engine)
+    for i in range(1_000):
+        await session.handle({"type": "pause_assistant_message" if i % 2 == 0 else "resume_assistant_message"})
+    burst = engine.settings.chat_message_burst
+    history = engine.histories[0]
+    onsets = [e for e in history.events if e.type in ("PAUSE_ONSET", "RESUME_ONSET")]
+    assert len(onsets) == burst
+    assert session.limits.stored >= burst * ROW_BYTES
+    errors = [m for m in drain(queue) if isinstance(m, msg.Error)]
+    assert [(e.code, e.slug) for e in errors] == [("E0104", "limit_exceeded")]
+    assert "Too many messages" in errors[0].message
+    await clock.advance(1.0)  # the bucket refills at the configured rate
+    for i in range(100):
+        await session.handle({"type": "pause_assistant_message" if i % 2 == 0 else "resume_assistant_message"})
+    onsets = [e for e in history.events if e.type in ("PAUSE_ONSET", "RESUME_ONSET")]
+    assert len(onsets) == burst + int(engine.settings.chat_max_messages_per_s)
+    assert len([m for m in drain(queue) if isinstance(m, msg.Error)]) == 1  # told again, once
+    await session.close(ChatStatus.USER_ENDED)
 
 
 def drain(queue: asyncio.Queue[msg.ServerMessage | None]) -> list[msg.ServerMessage | None]:

@@ -12,7 +12,7 @@ import pytest
 from openevi.audio.reconstruction import reconstruct
 from openevi.audio.recorder import ChatRecorder
 from openevi.chat.context import Conversation, fill_variables
-from openevi.chat.limits import AccountBudget, ChatLimits, json_depth_ok, rendered_prompt_bytes
+from openevi.chat.limits import QUIET, ROW_BYTES, AccountBudget, ChatLimits, json_depth_ok, rendered_prompt_bytes
 from openevi.schemas import protocol as p
 from openevi.schemas.rest import check_tool_parameters
 from openevi.settings import Settings
@@ -84,10 +84,29 @@ def test_chats_of_one_account_share_its_remaining_quota() -> None:
 def test_the_chat_budget_applies_without_an_account_quota() -> None:
     chat = limits(chat_max_stored_bytes=1_000)
     conversation = Conversation(base_prompt=None)
-    chat.charge("x" * 990)
+    chat.charge("x" * (990 - ROW_BYTES))
+    pause = p.PauseAssistant(type="pause_assistant_message")
+    assert chat.check(pause, conversation) is None  # its row costs ROW_BYTES, charged when accepted
+    assert chat.stored == 990
     assert chat.check(p.UserInput(type="user_input", text="y" * 10), conversation) is None
     assert chat.check(p.UserInput(type="user_input", text="y" * 11), conversation) is not None
-    assert chat.check(p.PauseAssistant(type="pause_assistant_message"), conversation) is None  # stores nothing
+    assert chat.check(pause, conversation) is not None  # no room left for its row
+
+
+def test_messages_are_rate_limited_per_chat_and_the_client_is_told_once_a_second() -> None:
+    now = [0.0]
+    chat = ChatLimits(Settings(chat_max_messages_per_s=10, chat_message_burst=5), clock=lambda: now[0])
+    conversation = Conversation(base_prompt=None)
+    hello = p.UserInput(type="user_input", text="hi")
+    assert [chat.check(hello, conversation) for _ in range(5)] == [None] * 5
+    refusal = chat.check(hello, conversation)
+    assert refusal is not None and refusal[0] == ("E0104", "limit_exceeded") and "Too many messages" in refusal[1]
+    assert chat.check(hello, conversation) is QUIET
+    now[0] = 0.5  # five more tokens, but the client was told less than a second ago
+    assert [chat.check(hello, conversation) for _ in range(5)] == [None] * 5
+    assert chat.check(hello, conversation) is QUIET
+    now[0] = 1.5
+    assert chat.check(hello, conversation) is None
 
 
 def test_deeply_nested_rest_tool_parameters_are_a_validation_error() -> None:
@@ -126,3 +145,67 @@ def test_a_recorder_that_cannot_open_files_does_not_raise(tmp_path: Path) -> Non
     recorder.assistant_audio(b"\x00\x00" * 100, 24000, at_ms=0)  # logged, not raised
     recorder.close()
     assert recorder.open_files == 0
+
+
+def test_a_recording_track_holds_at_most_its_bound(tmp_path: Path) -> None:
+    """Audio sent faster than real time (or a timestamp far ahead) used to grow user.wav without end:
+    10 s of 1 MB messages made 834 MB. A track stops at `max_seconds`; the rest is not recorded."""
+    import wave
+
+    directory = tmp_path / "chat"
+    recorder = ChatRecorder(directory, max_seconds=2)
+    second = np.full(16_000, 0.25, dtype=np.float32)
+    for i in range(10):
+        recorder.user_audio(second, at_ms=i * 1000)
+    recorder.user_audio(second, at_ms=10_000_000)  # a gap of ~3 h of silence would be 320 MB
+    recorder.assistant_audio(b"\x01\x00" * 24_000 * 5, 24_000, at_ms=0)
+    recorder.close()
+    with wave.open(str(directory / "user.wav")) as user, wave.open(str(directory / "assistant.wav")) as assistant:
+        assert user.getnframes() == 2 * 16_000
+        assert assistant.getnframes() == 2 * 24_000
+    assert reconstruct(directory).is_file()
+
+
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """A clock ([now]) that the limits module's sleeps advance, and the sleeps taken."""
+    from openevi.chat import limits as limits_module
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    return now, slept
+
+
+async def test_a_socket_held_back_too_long_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames past the rate wait (in TCP, not memory); a sender held back on end is cut off."""
+
+    from openevi.chat.limits import MessageRate
+
+    now, slept = fake_time(monkeypatch)
+    pacer = MessageRate(10, 5, clock=lambda: now[0])
+    assert all([await pacer.wait(at_most_s=2) for _ in range(5)]) and slept == []  # the burst is free
+    results = [await pacer.wait(at_most_s=2) for _ in range(40)]
+    assert slept and all(abs(s - 0.1) < 1e-9 for s in slept)  # then one frame per 0.1 s
+    assert results[:20] == [True] * 20 and results[-1] is False  # held for over 2 s: stop reading
+    now[0] += 10  # a sender that slowed down is read at once again
+    assert await pacer.wait(at_most_s=2) is True
+
+
+async def test_a_socket_is_read_at_a_bounded_byte_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 MB audio messages as fast as a client could send them took the server's whole CPU."""
+    from openevi.api.chat_ws import _pacers
+
+    now, slept = fake_time(monkeypatch)
+    _, by_bytes = _pacers(Settings())
+    assert by_bytes is not None
+    by_bytes._clock = lambda: now[0]  # type: ignore[method-assign]
+    by_bytes._at = 0.0
+    for _ in range(11):
+        await by_bytes.wait(cost=1_000_000)
+    # 1 MiB of burst, then 256 KiB a second: 11 MB take ~38 s to be read.
+    assert 35 < sum(slept) < 42, sum(slept)

@@ -208,3 +208,13 @@ async def test_metadata_prosody_still_overrides_the_message_scores(scripted: Scr
     [e async for e in model.stream(request)]
     await model.aclose()
     assert scripted.requests[0].body["messages"][0]["models"]["prosody"]["scores"] == {"Calmness": 0.3}
+
+
+async def test_sse_redirect_is_an_error_not_an_empty_turn(scripted: ScriptedLLM) -> None:
+    """A CLM answering with a redirect used to give an empty turn and no error."""
+    scripted.script(Fail(307, "moved"))
+    model = create_custom_language_model(scripted.completions_url)
+    with pytest.raises(LLMError, match="HTTP 307") as info:
+        [e async for e in model.stream(GenerationRequest(messages=[Message("user", "hi")]))]
+    await model.aclose()
+    assert info.value.code == "llm_bad_response" and "redirects are not followed" in str(info.value)

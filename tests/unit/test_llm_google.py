@@ -142,3 +142,28 @@ def test_schema_keeps_nested_items() -> None:
         "type": "array",
         "items": {"type": "object", "properties": {"a": {"type": "integer"}}},
     }
+
+
+@pytest.mark.parametrize(
+    "model", ["../../admin?", "..", "gemini/../../x", "gemini-2.0-flash?key=1", "a#b", "gemini%2F..", " gemini"]
+)
+def test_a_model_name_is_data_never_a_path(model: str) -> None:
+    """A tenant's model_resource goes into the URL's path: `../../admin?` used to make the server POST
+    to another endpoint of the Google base URL with the operator's key. Refused before any request."""
+    rec = Recorder(_sse(_parts({"text": "hi"}, finish="STOP")))
+    with pytest.raises(LLMError) as refused:
+        GoogleLLM(model=model, api_key="operator-key", base_url="https://google.test", transport=rec.transport)
+    assert refused.value.code == "llm_bad_config"
+    assert rec.requests == []
+
+
+async def test_real_model_names_keep_their_url() -> None:
+    rec = Recorder(_sse(_parts({"text": "hi"}, finish="STOP")))
+    for model in ("gemini-2.0-flash", "models/gemini-1.5-flash-002", "gemma-3-27b-it"):
+        llm = GoogleLLM(model=model, base_url="https://google.test", transport=rec.transport)
+        await _collect(llm, GenerationRequest(messages=[Message(role="user", content="hi")]))
+    assert [r.url.path for r in rec.requests] == [
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+        "/v1beta/models/gemini-1.5-flash-002:streamGenerateContent",
+        "/v1beta/models/gemma-3-27b-it:streamGenerateContent",
+    ]

@@ -68,6 +68,8 @@ REFUSED_LITERALS = [
     ("fe80::1", "link-local"),
     ("fe80::1%eth0", "link-local"),
     ("fc00::1", "private"),
+    ("fec0::1", "site-local"),
+    ("feff:ffff::1", "site-local"),
     ("fd12:3456::1", "private"),
     ("ff02::1", "multicast"),
     ("::ffff:127.0.0.1", "loopback"),
@@ -372,23 +374,33 @@ async def test_websocket_pins_the_checked_address_and_keeps_the_host(ws_server: 
 REQUEST = GenerationRequest(messages=[Message("user", "hi")])
 
 
-@pytest.mark.parametrize("url", ["http://metadata.test/v1/chat/completions", "https://[::ffff:127.0.0.1]/chat"])
-async def test_custom_sse_model_refuses_internal_urls(url: str, no_real_connects: list[Any]) -> None:
+# An address the tenant wrote is refused as such; a name is refused exactly as a name that does not
+# resolve (the tenant must not learn which internal names exist).
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://metadata.test/v1/chat/completions", "llm_unreachable"),
+        ("https://[::ffff:127.0.0.1]/chat", "llm_url_refused"),
+    ],
+)
+async def test_custom_sse_model_refuses_internal_urls(url: str, code: str, no_real_connects: list[Any]) -> None:
     model = CustomSSELanguageModel(url=url, outbound=OutboundPolicy(resolver=RESOLVER))
     with pytest.raises(LLMError) as info:
         [e async for e in model.stream(REQUEST)]
     await model.aclose()
-    assert info.value.code == "llm_url_refused" and "not allowed" in str(info.value)
+    assert info.value.code == code
     assert no_real_connects == []
 
 
-@pytest.mark.parametrize("url", ["ws://internal.test/llm", "wss://2130706433/llm"])
-async def test_custom_websocket_model_refuses_internal_urls(url: str, no_real_connects: list[Any]) -> None:
+@pytest.mark.parametrize(
+    ("url", "code"), [("ws://internal.test/llm", "llm_unreachable"), ("wss://2130706433/llm", "llm_url_refused")]
+)
+async def test_custom_websocket_model_refuses_internal_urls(url: str, code: str, no_real_connects: list[Any]) -> None:
     model = CustomWebSocketLanguageModel(url=url, outbound=OutboundPolicy(resolver=RESOLVER))
     with pytest.raises(LLMError) as info:
         [e async for e in model.stream(REQUEST)]
     await model.aclose()
-    assert info.value.code == "llm_url_refused"
+    assert info.value.code == code
     assert no_real_connects == []
 
 
@@ -494,13 +506,32 @@ async def test_websocket_model_does_not_follow_a_redirect_elsewhere(
     assert set(no_real_connects) == {"127.0.0.1"}  # the first hop only (create_connection, then sock_connect)
 
 
-async def test_tenants_are_not_told_what_internal_names_resolve_to() -> None:
+async def test_tenants_are_not_told_what_internal_names_resolve_to(no_real_connects: list[Any]) -> None:
     model = CustomSSELanguageModel(url="http://internal.test/v1", outbound=OutboundPolicy(resolver=RESOLVER))
     with pytest.raises(LLMError) as info:
         [e async for e in model.stream(REQUEST)]
     await model.aclose()
-    assert "internal.test" in str(info.value) and "private address" in str(info.value)
-    assert "10.0.0.1" not in str(info.value)
+    assert "10.0.0.1" not in str(info.value) and "private" not in str(info.value)
+    # Word for word what a name that does not exist gives, over SSE and WebSocket alike.
+    for cls, scheme in ((CustomSSELanguageModel, "http"), (CustomWebSocketLanguageModel, "ws")):
+        said = []
+        for host in ("internal.test", "no-such-name.test"):
+            other = cls(url=f"{scheme}://{host}/v1", outbound=OutboundPolicy(resolver=RESOLVER))
+            with pytest.raises(LLMError) as answer:
+                [e async for e in other.stream(REQUEST)]
+            await other.aclose()
+            said.append((answer.value.code, str(answer.value).replace(host, "HOST")))
+        assert said[0] == said[1], said
     with pytest.raises(OutboundRefused) as refused:
         await OutboundPolicy(resolver=RESOLVER).addresses("internal.test", 80)
     assert "10.0.0.1" in str(refused.value)  # the operator's view (logs, delivery records) has it
+
+
+async def test_a_custom_model_url_the_client_cannot_parse_is_a_config_error(no_real_connects: list[Any]) -> None:
+    """It used to surface as an "internal error"."""
+    model = CustomSSELanguageModel(url="https://0177.0.0.1/v1", outbound=OutboundPolicy(resolver=RESOLVER))
+    with pytest.raises(LLMError) as info:
+        [e async for e in model.stream(REQUEST)]
+    await model.aclose()
+    assert info.value.code == "llm_bad_config" and "not valid" in str(info.value)
+    assert no_real_connects == []

@@ -140,7 +140,7 @@ def test_unreadable_entries_are_refused_with_where_they_are() -> None:
     )
     assert parsed.items == []
     assert [(o.source, o.reason) for o in parsed.refused] == [
-        ("x.json[0]", "id must be a UUID"),
+        ("x.json[0]", "id must be a UUID, in lower case as the API returns it"),
         ("x.json[1]", "not a prompt, tool or config (no text, parameters or evi_version)"),
         ("x.json[2]", "expected a JSON object or list, found str"),
         ("x.json[3]", "version must be an integer from 0"),
@@ -172,7 +172,7 @@ async def run_import(factory: async_sessionmaker[AsyncSession], *documents: Any)
     parsed = transfer.parse_documents((f"doc{i}", d) for i, d in enumerate(documents))
     async with transaction(factory) as s:
         account = await transfer.account_for(s, None)
-        return await transfer.import_items(s, parsed, account_id=account, allow_http_webhooks=False)
+    return await transfer.import_items(factory, parsed, account_id=account, allow_http_webhooks=False)
 
 
 async def test_gaps_are_kept_and_the_counter_ends_at_the_highest_version(
@@ -217,3 +217,67 @@ async def test_a_config_whose_tool_was_refused_says_why(factory: async_sessionma
     )
     assert "that tool version was refused" in by_kind["config"].reason
     assert report.lines()[-1] == "created 1, skipped 0, refused 2, conflicts 0"
+
+
+async def test_a_large_import_lets_other_writers_in_between_its_batches(
+    factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """60,000 prompts used to be one transaction: SQLite's write lock was held for minutes and the
+    server's own writes failed with "database is locked". Batches commit one by one, and a writer
+    that arrives meanwhile is served before the import ends."""
+    import asyncio
+    import uuid
+
+    documents = [{**prompt(0), "id": str(uuid.UUID(int=i + 1, version=4)), "name": f"p{i}"} for i in range(300)]
+    parsed = transfer.parse_documents([("big", documents)])
+    async with transaction(factory) as s:
+        account = await transfer.account_for(s, None)
+    order: list[str] = []
+
+    async def importing() -> None:
+        report = await transfer.import_items(
+            factory, parsed, account_id=account, allow_http_webhooks=False, batch_versions=50
+        )
+        assert report.count("created") == 300
+        order.append("import")
+
+    async def other_writer() -> None:
+        await asyncio.sleep(0.05)  # lets the import start; the order below is what is checked
+        async with transaction(factory) as s:
+            await resources.create(
+                s,
+                account_id=account,
+                kind="tool",
+                name="meanwhile",
+                body={"parameters": "{}"},
+                version_description=None,
+            )
+        order.append("writer")
+
+    await asyncio.gather(importing(), other_writer())
+    assert order == ["writer", "import"]
+
+
+def test_an_upper_case_copy_of_an_id_is_refused() -> None:
+    """Ids are compared as text: an upper-case copy of another account's id was a second id for it."""
+    lower = "abcdef01-2345-4789-8abc-def012345678"
+    parsed = transfer.parse_documents([("doc", [prompt(0) | {"id": lower.upper()}, prompt(1) | {"id": lower}])])
+    assert [i.id for i in parsed.items] == [lower]
+    assert [o.reason for o in parsed.refused] == ["id must be a UUID, in lower case as the API returns it"]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "[" * 500 + "]" * 500])
+def test_deeply_nested_import_files_are_a_clear_error(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from openevi.cli import main
+
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    code = main(["import", "--data-dir", str(tmp_path / "data"), str(path)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if code == 2:
+        assert "nested too deeply" in captured.err
+    else:  # parsed: the deep lists are refused with a reason, nothing is imported
+        assert code == 1 and "nested more than" in captured.out

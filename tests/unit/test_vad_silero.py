@@ -66,3 +66,21 @@ def test_registry_unknown_and_options() -> None:
     with pytest.raises(VADError, match="Unknown VAD provider"):
         create_vad("nope")
     assert isinstance(create_vad("silero", onnx_threads=1), SileroVAD)
+
+
+def test_onnxruntime_telemetry_is_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime's telemetry looked up a Microsoft host every 30-60 s; every model goes through
+    openevi.speech.onnx_runtime, which switches it off on import."""
+    import importlib
+
+    import onnxruntime
+
+    import openevi.speech.onnx_runtime as onnx_runtime
+    import openevi.speech.tts.piper as piper
+    import openevi.speech.vad.silero as silero
+
+    calls: list[str] = []
+    monkeypatch.setattr(onnxruntime, "disable_telemetry_events", lambda: calls.append("off"))
+    importlib.reload(onnx_runtime)
+    assert calls == ["off"]
+    assert silero.onnxruntime is onnxruntime and piper.onnxruntime is onnxruntime

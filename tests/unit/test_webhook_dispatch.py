@@ -308,6 +308,36 @@ async def test_the_age_of_the_oldest_pending_delivery_is_measured(
         await d.stop()
 
 
+async def test_several_hostile_accounts_leave_slots_for_a_healthy_tenant(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], receivers: Receivers
+) -> None:
+    """Four accounts with hanging receivers (each on several URLs, so the per-destination limit does
+    not cap them) used to take all 64 slots: a healthy tenant's webhook waited for a timeout (68.8 s)."""
+    config = settings(tmp_path, outbound_allow="127.0.0.1/32", webhook_timeout_s=30, webhook_poll_interval_s=0.05)
+    d = WebhookDispatcher(factory, config)
+    hostile_ids: list[str] = []
+    for n in range(5):
+        account = await new_account(factory, f"hostile-{n}")
+        for u in range(5):
+            hostile_ids += await add_deliveries(factory, account, receivers.url(f"/slow/{n}/{u}"), count=4)
+    healthy = await new_account(factory, "healthy")
+    d.start()
+    try:
+        cap = dispatcher_module.MAX_IN_FLIGHT - dispatcher_module.RESERVED
+        await wait_for(lambda: receivers.count("/slow") >= cap, "the hostile accounts' attempts")
+        [healthy_id] = await add_deliveries(factory, healthy, receivers.url("/fast/healthy"))
+        d.notify()
+        await wait_for(lambda: _status(factory, healthy_id, "DELIVERED"), "the healthy tenant's delivery")
+        rows = [await row(factory, i) for i in hostile_ids]
+        assert all(r.status == "PENDING" and r.last_error is None for r in rows)  # none timed out yet
+        assert not any(p.startswith("/slow") for p in receivers.answered)
+        # Past the shared part, each account only gets its guaranteed few: slots stay free for others.
+        assert receivers.count("/slow") <= cap + 5 * dispatcher_module.GUARANTEED < dispatcher_module.MAX_IN_FLIGHT
+    finally:
+        receivers.release.set()
+        await d.stop()
+
+
 async def _status(factory: async_sessionmaker[AsyncSession], delivery_id: str, status: str) -> bool:
     return (await row(factory, delivery_id)).status == status
 
@@ -337,6 +367,21 @@ async def stub_resolver(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(table[host])]
 
 
+async def deliver_once(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str
+) -> tuple[WebhookDelivery, NoNetwork]:
+    """One attempt at a delivery to `url` through the guard over a network that never connects."""
+    network = NoNetwork()
+    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
+    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
+    account = await new_account(factory, "tenant")
+    [delivery_id] = await add_deliveries(factory, account, url)
+    async with httpx.AsyncClient(transport=transport) as client:
+        [item] = await d._claim_due(10)
+        await d._deliver(client, item)
+    return await row(factory, delivery_id), network
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -351,15 +396,19 @@ async def stub_resolver(host: str, port: int) -> list[IPAddress]:
 async def test_refused_webhook_urls_fail_at_once_without_connecting(
     tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str, reason: str
 ) -> None:
-    network = NoNetwork()
-    transport = GuardedTransport(OutboundPolicy(resolver=stub_resolver), inner=network)
-    d = WebhookDispatcher(factory, settings(tmp_path, webhook_max_attempts=5), transport=transport)
-    account = await new_account(factory, "refused")
-    [delivery_id] = await add_deliveries(factory, account, url)
-    async with httpx.AsyncClient(transport=transport) as client:
-        [item] = await d._claim_due(10)
-        await d._deliver(client, item)
-    failed = await row(factory, delivery_id)
+    failed, network = await deliver_once(tmp_path, factory, url)
     assert failed.status == "FAILED" and failed.attempts == 1  # policy: no retries
     assert failed.last_error and reason in failed.last_error and "OPENEVI_OUTBOUND_ALLOW" in failed.last_error
     assert failed.last_status_code is None and network.hosts == []
+
+
+@pytest.mark.parametrize("url", ["https://0177.0.0.1/h", "https://127.000.000.001/h", "https://\u0661\u0662\u0667.0.0.1/h"])
+async def test_a_stored_url_the_client_cannot_parse_fails_once_not_forever(
+    tmp_path: Path, factory: async_sessionmaker[AsyncSession], url: str
+) -> None:
+    """Such URLs crashed the attempt, so the claim expired and the row was retried forever (98
+    attempts with a maximum of 8). Now it fails at once, with the reason, and nothing connects."""
+    failed, network = await deliver_once(tmp_path, factory, url)
+    assert failed.status == "FAILED" and failed.attempts == 1
+    assert failed.last_error and "invalid webhook URL" in failed.last_error
+    assert network.hosts == []

@@ -187,7 +187,7 @@ class OnnxProsody:
     def _load_sync(self) -> Any:
         if self._session is not None:
             return self._session
-        import onnxruntime
+        from openevi.speech.onnx_runtime import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._threads

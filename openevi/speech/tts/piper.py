@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import onnxruntime
 import soxr
 from piper import PiperVoice
 from piper.config import PiperConfig, SynthesisConfig
 
+from openevi.speech.onnx_runtime import onnxruntime
 from openevi.speech.tts.base import TTSError
 from openevi.speech.tts.espeak import ENGINE as ESPEAK_ENGINE
 from openevi.speech.tts.espeak import EspeakTTS

@@ -12,7 +12,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
+
+from openevi.speech.onnx_runtime import onnxruntime
 
 __all__ = ["SileroStream", "SileroVAD", "default_model_path"]
 
