@@ -28,6 +28,10 @@ def tolerant_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) 
         llm,
         OPENEVI_AUDIO_LEAD_MS="500",
         OPENEVI_BACKCHANNEL_TOLERANCE="true",
+        # The silence rule: these sounds (espeak's "okay", a login chime) are no turns the trained
+        # end-of-turn model can judge, and under its 200 ms rule the chime's inner gaps split it into
+        # fragments on which Whisper can hallucinate a word ("Bye."): see docs/protocol.md.
+        OPENEVI_TURN_DETECTOR="silence",
     )
     proc.start(timeout=180)
     yield proc
