@@ -200,6 +200,13 @@ class Result:
     missing: int
     cpu_per_turn: float
 
+    @staticmethod
+    def pooled(runs: list[Result]) -> Result:
+        """The runs' turns together."""
+        turns = [len(r.latencies) + r.missing for r in runs]
+        cpu = sum(r.cpu_per_turn * n for r, n in zip(runs, turns, strict=True)) / max(1, sum(turns))
+        return Result([x for r in runs for x in r.latencies], sum(r.missing for r in runs), cpu)
+
     @property
     def passed(self) -> bool:
         return bool(self.latencies) and self.missing == 0 and pct(self.latencies, 0.95) <= LIMIT_MS
@@ -231,8 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chats", default="2,4,6,8,10,12", help="chat counts to try, increasing")
     parser.add_argument("--formats", default="linear16,webm")
-    parser.add_argument("--turns", type=int, default=3, help="questions per chat")
+    parser.add_argument("--turns", type=int, default=2, help="questions per chat")
     parser.add_argument("--period", type=float, default=8.0, help="seconds between a chat's questions")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per build and count, in ABBA order")
     parser.add_argument("--workers", type=int, default=1, help="openevi serve --workers N, for every build")
     parser.add_argument("--server-path", type=Path, action="append", default=[], help="another checkout to compare")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for this checkout's server only")
@@ -252,15 +260,24 @@ def main() -> None:
                 stack.enter_context(running_server(name, path, llm.base_url, args.workers, env))
                 for name, path, env in builds
             ]
-            for server in servers:  # warm-up: models load in the background after /healthz
+            for server in servers:  # models load in the background after /healthz: wait for an answer
                 for fmt in formats:
-                    asyncio.run(measure(server, fmt, 1, streams[fmt][:1], 2.0))
+                    warm = [make_stream(fmt, 0, 1, 3.0)]
+                    for _ in range(10):
+                        if asyncio.run(measure(server, fmt, 1, warm, 3.0)).missing == 0:
+                            break
             print("build | format | chats | v2v p50 ms | p95 ms | unanswered | server CPU s/turn | load | pass")
             for fmt in formats:
                 alive = list(servers)
                 for count in counts:
+                    results: dict[str, list[Result]] = {server.name: [] for server in alive}
+                    for repeat in range(args.repeats):  # ABBA: each build first as often as last
+                        for server in alive if repeat % 2 == 0 else alive[::-1]:
+                            results[server.name].append(
+                                asyncio.run(measure(server, fmt, count, streams[fmt], args.period))
+                            )
                     for server in list(alive):
-                        result = asyncio.run(measure(server, fmt, count, streams[fmt], args.period))
+                        result = Result.pooled(results[server.name])
                         print(row(server.name, fmt, count, result), flush=True)
                         if result.passed:
                             capacity[(server.name, fmt)] = count

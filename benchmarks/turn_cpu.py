@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.capacity import QUESTIONS
+from benchmarks.voice import SENTENCES as QUESTIONS
 from openevi.audio.decode import AudioDecoder
 from openevi.chat.config import TurnDetection
 from openevi.chat.listener import HeardTurn, Listener
@@ -257,7 +257,7 @@ async def run(sentences: list[str], *, verbose: bool) -> tuple[Ledger, int, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=len(SENTENCES), help="how many of the 12 sentences")
-    parser.add_argument("--questions", action="store_true", help="capacity.py's eight questions instead")
+    parser.add_argument("--questions", action="store_true", help="the questions of voice.py and capacity.py instead")
     parser.add_argument("--no-interim", action="store_true", help="verbose_transcription off")
     args = parser.parse_args()
     sentences = (QUESTIONS if args.questions else SENTENCES)[: args.turns]

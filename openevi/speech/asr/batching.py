@@ -28,7 +28,8 @@ class _Job(Generic[In, Out]):
 
 
 class Batcher(Generic[In, Out]):
-    """`workers` threads, each running `run_batch` on up to `max_batch` queued items at a time.
+    """`workers` threads, each running `run_batch` on up to `max_batch` queued items at a time; what
+    is waiting is shared with the workers that are idle, so one batch does not hold every job.
 
     `run_batch` gets the items in arrival order and returns one result or exception per item.
     A job cancelled before its batch starts is left out of it."""
@@ -49,6 +50,7 @@ class Batcher(Generic[In, Out]):
         ]
         self._started = False
         self._closed = False
+        self._idle = 0  # workers waiting for a job
         self._lock = threading.Lock()
         self.batches: list[int] = []  # the size of every batch run, newest last (bounded)
 
@@ -70,12 +72,18 @@ class Batcher(Generic[In, Out]):
 
     def _work(self) -> None:
         while True:
+            with self._lock:
+                self._idle += 1
             first = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                # Share what waits with the idle workers rather than run it all on this thread.
+                take = min(self._max_batch, 1 + -(-self._queue.qsize() // (1 + self._idle)))
             if first is None:
                 return
             jobs = [first]
             stop = False
-            while len(jobs) < self._max_batch:
+            while len(jobs) < take:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
