@@ -68,6 +68,18 @@ async def test_a_cancelled_job_is_left_out_and_failures_stay_with_their_job() ->
     await asyncio.to_thread(batcher.close)
 
 
+async def test_closing_cancels_what_waits_and_finishes_what_runs() -> None:
+    gate, batcher, (running, waiting) = await behind_a_busy_worker((2,))
+    closing = asyncio.create_task(asyncio.to_thread(batcher.close))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting  # cancelled by close() while the worker still holds the first batch
+    assert not closing.done()  # it waits for the running batch
+    gate.release.set()
+    await closing
+    assert await running == 10
+    assert gate.seen == [[1]]
+
+
 async def test_batches_are_capped() -> None:
     gate, batcher, tasks = await behind_a_busy_worker((2, 3, 4, 5, 6), max_batch=2)
     gate.release.set()

@@ -113,10 +113,18 @@ class Batcher(Generic[In, Out]):
                 job.future.set_result(result)
 
     def close(self) -> None:
-        """Stop the workers once the jobs queued so far are done (blocking: call it off the event loop)."""
+        """Cancel the queued jobs, let running batches finish, stop the workers (blocking: call it off
+        the event loop)."""
         with self._lock:
             self._closed = True
             started, self._started = self._started, True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.cancel()
         if not started:
             return
         for _ in self._threads:
