@@ -297,7 +297,7 @@ class WhisperASR:
         return min(_MAX_TOKENS, _MIN_TOKENS + math.ceil(samples / SAMPLE_RATE * _TOKENS_PER_S))
 
     def _transcribe_batch_sync(self, requests: Sequence[_Request]) -> list[Transcript | BaseException]:
-        """Transcribe several utterances with one encoder and one decoder call per window size.
+        """Transcribe several utterances: one decoder call for each group of the same window size.
 
         The same decisions as faster-whisper's `transcribe` with our options (one segment, greedy,
         temperature 0, no timestamps, the no-speech skip), made for each utterance of the batch.
@@ -353,7 +353,7 @@ class WhisperASR:
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppressed,
-            max_initial_timestamp_index=50,
+            max_initial_timestamp_index=50,  # faster-whisper's max_initial_timestamp=1.0 s in 20 ms steps
         )
         out: list[Transcript | BaseException] = []
         for result, cap in zip(generated, caps, strict=True):
