@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     asr_provider: str = "whisper"
     # Whisper model: whisper-base (shipped) | whisper-tiny.en (extra models-whisper-tiny) | a CTranslate2 dir.
     asr_model: str = "whisper-base"
+    # Whisper on CPU (docs/providers.md, "Many chats"): transcription lanes x CPU threads per lane, and
+    # how many waiting utterances of different chats one lane decodes together.
+    asr_workers: int = Field(default=1, ge=1)
+    asr_threads: int = Field(default=2, ge=1)
+    asr_max_batch: int = Field(default=8, ge=1)
     # Speech offload (docs/providers.md "Remote speech"): provider "openai" speaks OpenAI's
     # /v1/audio/transcriptions and /v1/audio/speech (OpenAI, vLLM, Speaches, Kokoro-FastAPI, ...).
     # Base URLs are the server root or its /v1 URL; they are operator settings, trusted as such.

@@ -47,5 +47,8 @@ def provider_options(name: str, settings: Settings) -> dict[str, Any]:
             "language": language,
             "fallback_language": settings.asr_fallback_language.strip() or "en",
             "cache_dir": settings.data_dir / "models" / "whisper-base",
+            "num_workers": settings.asr_workers,
+            "cpu_threads": settings.asr_threads,
+            "max_batch": settings.asr_max_batch,
         }
     return {}

