@@ -14,6 +14,7 @@ answered 401, or are public); chat sockets have their own limits (openevi/chat/l
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from openevi.api.errors import ApiError, error_body
 from openevi.chat.limits import MessageRate
 from openevi.settings import Settings
 
+# How long a refusal is held back at most (the wait it announces, if shorter).
+REFUSAL_DELAY_S = 1.0
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Accounts remembered at most; past it the table starts over (a fresh bucket is a full one, so this
 # forgets at most one burst per account).
@@ -132,6 +135,9 @@ class RestRateLimit:
 
     @staticmethod
     async def _refuse(wait: float, scope: Scope, receive: Receive, send: Send) -> None:
+        # The refusal itself waits (at most REFUSAL_DELAY_S): a client that ignores Retry-After and
+        # asks again at once would otherwise make the server answer thousands of refusals a second.
+        await asyncio.sleep(min(wait, REFUSAL_DELAY_S))
         seconds = max(1, math.ceil(wait))
         body = error_body(429, "rate_limited", f"Too many requests for this account; retry in {seconds} s")
         response = JSONResponse(body, status_code=429, headers={"Retry-After": str(seconds)})

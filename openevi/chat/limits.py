@@ -181,6 +181,11 @@ class ChatLimits:
         """Count an event being stored."""
         self._spend(event_bytes(*texts))
 
+    def charge_recording(self, size: int) -> None:
+        """Count the finished recording against the account's budget (the chat's own is for events)."""
+        if self.account is not None:
+            self.account.remaining -= size
+
     def _spend(self, size: int) -> None:
         self.stored += size
         if self.account is not None:
