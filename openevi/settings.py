@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     revocation_check_interval_s: float = Field(default=2.0, gt=0)
     # On SIGTERM, open chats and requests get this long to finish before they are cancelled.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this long. Longer than clients keep theirs (httpx
+    # 5 s, undici 4 s, aiohttp 15 s, Go 90 s), so the client closes first: at uvicorn's default of 5 s a
+    # client reusing a connection just as the server closed it got no response (issue 19).
+    http_keep_alive_s: float = Field(default=100.0, gt=0)
     # A client must finish sending a request's headers within this time (slow-header clients).
     http_header_timeout_s: float = Field(default=15.0, gt=0)
 
