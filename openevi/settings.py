@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     rest_read_burst: int = Field(default=500, ge=1)
     rest_writes_per_s: float = Field(default=10.0, ge=0)
     rest_write_burst: int = Field(default=50, ge=1)
-    rest_write_bytes_per_s: int = Field(default=256 * 1024, ge=0)
+    rest_write_bytes_per_s: int = Field(default=64 * 1024, ge=0)
     rest_write_bytes_burst: int = Field(default=1024 * 1024, ge=1)
     # Open files kept free for the server itself: a chat that would eat into them is refused (503).
     fd_reserve: int = Field(default=64, ge=0)
