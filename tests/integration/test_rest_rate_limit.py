@@ -57,7 +57,8 @@ def test_writes_past_the_burst_get_429_while_reads_and_other_accounts_go_on(limi
         assert statuses == [201, 201, 201]
         refused = c.post("/v0/evi/prompts", json={"name": "p3", "text": "t"})
         assert_rate_limited(refused)
-        assert refused.headers["retry-after"] == "1000"  # one write at 0.001 a second
+        # One write at 0.001 a second: 1000 s, less what refilled while the three writes ran.
+        assert 900 <= int(refused.headers["retry-after"]) <= 1000
         assert c.get("/v0/evi/prompts").status_code == 200  # reads have their own budget
         names = [p["name"] for p in c.get("/v0/evi/prompts").json()["prompts_page"]]
         assert "p3" not in names  # the refused write did nothing
