@@ -45,6 +45,7 @@ from hume import AsyncHumeClient
 from benchmarks.limits import database_bytes
 from benchmarks.stack import bench_server
 from benchmarks.voice import SENTENCES, pct, voice_chat
+from openevi.settings import Settings
 from tests.integration.test_voice import RATE, speak
 from tests.server import ServerProcess
 
@@ -387,7 +388,11 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(ATTACKS))
     args = parser.parse_args()
     phases = ["baseline", *[p for p in args.phases.split(",") if p and p != "baseline"]]
-    with bench_server("scripted", "Sure. Here is a short answer for you.") as server:
+    rest_rates = {  # the defaults (the test server turns them off)
+        f"OPENEVI_{name.upper()}": str(Settings.model_fields[name].default)
+        for name in ("rest_reads_per_s", "rest_writes_per_s", "rest_write_bytes_per_s")
+    }
+    with bench_server("scripted", "Sure. Here is a short answer for you.", extra_env=rest_rates) as server:
         print(f"load average {os.getloadavg()[0]:.1f}")
         asyncio.run(run(server, args.seconds, phases))
 

@@ -21,6 +21,7 @@ from openevi.api.drain import Drain
 from openevi.api.errors import error_body, install_error_handlers
 from openevi.api.operations import HttpTelemetry, metrics_router, readiness_router
 from openevi.api.quotas import ChatAdmission
+from openevi.api.ratelimit import RestRateLimit, RestRateLimiter
 from openevi.api.resources import configs_router, prompts_router, tools_router
 from openevi.api.revocation import RevocationWatcher
 from openevi.audio.worker import ReconstructionWorker
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = factory
         app.state.read_db = read_session_factory(engine)
         app.state.authenticator = Authenticator(factory, signing, settings.access_token_ttl_secs)
+        app.state.rest_rate_limiter = RestRateLimiter(settings)
         instance_id = instance_id_for(settings.data_dir, settings.instance_id)
         if settings.workers > 1:
             # Worker processes share the data dir; each is an instance of its own.
@@ -314,5 +316,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RestRateLimit)  # outside BodyLimit: a refused request's body is never read
     app.add_middleware(HttpTelemetry)
     return app

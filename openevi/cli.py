@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn waits for every open connection's task without a bound by default: a socket still
         # streaming audio kept a SIGTERM'd server up for over a minute.
         "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+        "timeout_keep_alive": settings.http_keep_alive_s,
     }
     workers = getattr(args, "workers", None) or settings.workers
     if workers > 1:

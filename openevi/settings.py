@@ -178,11 +178,24 @@ class Settings(BaseSettings):
     account_max_stored_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     # Prompt, tool and config versions an account stores through the REST API (JSON bodies).
     account_max_resource_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # REST requests per account and process (openevi/api/ratelimit.py; 429 + Retry-After past them):
+    # reads and writes a second with their bursts, and the bytes of write bodies a second with theirs.
+    # A rate of 0 turns that limit off.
+    rest_reads_per_s: float = Field(default=100.0, ge=0)
+    rest_read_burst: int = Field(default=500, ge=1)
+    rest_writes_per_s: float = Field(default=10.0, ge=0)
+    rest_write_burst: int = Field(default=50, ge=1)
+    rest_write_bytes_per_s: int = Field(default=64 * 1024, ge=0)
+    rest_write_bytes_burst: int = Field(default=1024 * 1024, ge=1)
     # Open files kept free for the server itself: a chat that would eat into them is refused (503).
     fd_reserve: int = Field(default=64, ge=0)
     revocation_check_interval_s: float = Field(default=2.0, gt=0)
     # On SIGTERM, open chats and requests get this long to finish before they are cancelled.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this long. Longer than clients keep theirs (httpx
+    # 5 s, undici 4 s, aiohttp 15 s, Go 90 s), so the client closes first: at uvicorn's default of 5 s a
+    # client reusing a connection just as the server closed it got no response (issue 19).
+    http_keep_alive_s: float = Field(default=100.0, gt=0)
     # A client must finish sending a request's headers within this time (slow-header clients).
     http_header_timeout_s: float = Field(default=15.0, gt=0)
 

@@ -89,6 +89,11 @@ class ServerProcess:
             # tests (tests/integration/test_limits.py) set their own limits.
             OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS="10000",
             OPENEVI_ACCOUNT_MAX_CHATS_PER_MINUTE="0",
+            # Nor REST request rates (tests/integration/test_rest_rate_limit.py and
+            # benchmarks/hostile.py set them): suites send many requests with one key.
+            OPENEVI_REST_READS_PER_S="0",
+            OPENEVI_REST_WRITES_PER_S="0",
+            OPENEVI_REST_WRITE_BYTES_PER_S="0",
             # Test stubs (language models, webhook receivers) listen on loopback, which tenant URLs may
             # not reach by default; tests of the refusal override this in extra_env.
             OPENEVI_OUTBOUND_ALLOW="127.0.0.1/32,::1/128",

@@ -60,6 +60,7 @@ _REASONS = {
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Entity",
+    429: "Too Many Requests",
     500: "Internal Server Error",
 }
 

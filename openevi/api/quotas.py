@@ -3,7 +3,7 @@
 At connect time an account is refused (HTTP 429, the JSON error body of every other refusal) when
 it already has `OPENEVI_ACCOUNT_MAX_CONCURRENT_CHATS` live chats in this process, started
 `OPENEVI_ACCOUNT_MAX_CHATS_PER_MINUTE` chats in the last minute (counted in the database, so across
-instances), or stores `OPENEVI_ACCOUNT_MAX_STORED_BYTES` of chat events. Any caller is refused
+instances), or stores `OPENEVI_ACCOUNT_MAX_STORED_BYTES` of chat events and recordings. Any caller is refused
 (503) when fewer than `OPENEVI_FD_RESERVE` file descriptors are left, before a chat could fail
 half-open. Admitted chats are remembered with the key that opened them, for the revocation watch.
 

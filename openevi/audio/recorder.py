@@ -106,6 +106,7 @@ class ChatRecorder:
         self._user = _Track(directory / USER_TRACK, user_rate, max_seconds)
         self._assistant = _Track(directory / ASSISTANT_TRACK, assistant_rate, max_seconds)
         self._closed = False
+        self.stored_bytes = 0  # the size of its files, once closed
 
     def user_audio(self, samples: np.ndarray, *, at_ms: int) -> None:
         """float32 samples at the user rate, heard at `at_ms` (ms since the chat started)."""
@@ -132,6 +133,9 @@ class ChatRecorder:
         except OSError as exc:
             log.error("cannot finish the recording in %s: %s", self.directory, exc)
             return
+        self.stored_bytes = sum(
+            path.stat().st_size for path in (self._user.path, self._assistant.path) if path.is_file()
+        )
         if self._on_finished is not None:
             self._on_finished(self.directory)
 

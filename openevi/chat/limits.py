@@ -135,6 +135,21 @@ class MessageRate:
         self._tokens -= 1.0
         return True
 
+    def spend(self, cost: float = 1.0) -> float:
+        """Take `cost` tokens if at least one is left, running into debt for a cost above what is left
+        (so a cost larger than the burst still passes, then waits its turn); else take nothing and
+        return the seconds until a token is back."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= cost
+            return 0.0
+        return (1.0 - self._tokens) / self._rate if self._rate else float("inf")
+
+    def charge(self, cost: float) -> None:
+        """Take `cost` tokens whatever is left (for work already admitted): later takes wait longer."""
+        self._refill()
+        self._tokens -= cost
+
 
 class ChatLimits:
     """The limits of one chat and what it has stored so far."""
@@ -165,6 +180,11 @@ class ChatLimits:
     def charge(self, *texts: str | None) -> None:
         """Count an event being stored."""
         self._spend(event_bytes(*texts))
+
+    def charge_recording(self, size: int) -> None:
+        """Count the finished recording against the account's budget (the chat's own is for events)."""
+        if self.account is not None:
+            self.account.remaining -= size
 
     def _spend(self, size: int) -> None:
         self.stored += size

@@ -39,6 +39,7 @@ class ChatEnd:
     message: str
     custom_session_id: str | None = None
     caller: PhoneCaller | None = None
+    recording_bytes: int = 0  # the size of its recording's files: charged to the account's storage
 
 
 class PastEvent(Protocol):

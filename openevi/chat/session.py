@@ -280,6 +280,14 @@ class ChatSession:
         await self.tasks.aclose()
         await self.runtime.bus.unregister(self.chat_id)
         self.runtime.sessions.pop(self.chat_id, None)
+        # The listener and the recording close first: the end charges the recording's files to the
+        # account's storage quota (issue 19), in the same transaction.
+        await self.ear.aclose()
+        recording = 0
+        if self.recorder is not None:
+            self.recorder.close()
+            recording = self.recorder.stored_bytes
+            self.limits.charge_recording(recording)
         self.history.end(
             ChatEnd(
                 account_id=self.account_id,
@@ -293,11 +301,9 @@ class ChatSession:
                 message=reason or status,
                 custom_session_id=self.output.custom_session_id,
                 caller=self.phone_caller,
+                recording_bytes=recording,
             )
         )
-        await self.ear.aclose()
-        if self.recorder is not None:
-            self.recorder.close()
         await self.history.close()
         await self.turns.aclose()
         self.output.stream.close()

@@ -126,7 +126,11 @@ async def store_chat_end(s: AsyncSession, end: ChatEnd) -> int:
     A chat ends once: if another closer got there first (a surviving instance closed the chats of one
     it thought dead, which then came back), nothing is written a second time."""
     chat = await s.get(Chat, end.chat_id, with_for_update=True)
-    if chat is None or chat.status != ChatStatus.ACTIVE:
+    if chat is None:
+        return 0
+    if end.recording_bytes:  # the recording exists even if another closer ended the chat first
+        await chats.charge_stored_bytes(s, chat_id=end.chat_id, size=end.recording_bytes)
+    if chat.status != ChatStatus.ACTIVE:
         return 0
     await chats.append_event(
         s,

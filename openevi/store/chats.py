@@ -132,6 +132,11 @@ async def append_event(
     return event
 
 
+async def charge_stored_bytes(session: AsyncSession, *, chat_id: str, size: int) -> None:
+    """Count `size` more bytes against the chat (and so its account's storage quota)."""
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(stored_bytes=Chat.stored_bytes + size))
+
+
 async def end_chat(session: AsyncSession, *, chat_id: str, status: str, end_timestamp: int | None = None) -> Chat:
     """Close a chat with its final status; the group stays active while another chat in it is."""
     chat = await session.get(Chat, chat_id)

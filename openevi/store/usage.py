@@ -27,7 +27,7 @@ def event_bytes(*texts: str | None) -> int:
 
 
 async def account_stored_bytes(session: AsyncSession, account_id: str) -> int:
-    """Bytes of event text stored for all the account's chats."""
+    """Bytes of event text and recordings (charged when a chat ends) stored for all the account's chats."""
     query = select(func.coalesce(func.sum(Chat.stored_bytes), 0)).where(Chat.account_id == account_id)
     total = await session.scalar(query)
     return int(total or 0)

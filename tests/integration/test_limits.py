@@ -164,8 +164,9 @@ async def test_a_chat_stores_at_most_its_budget_and_goes_on(limited: ServerProce
         await socket.send_publish(UserInput(text="hi"))
         answer = await recv_until(socket, "assistant_end")
         assert [m.message.content for m in answer if m.type == "assistant_message"] == ["OK."]
-    used = await stored_bytes(limited, chat_id)
-    # The budget bounds what clients add; the server's own events (answer, end) add a little.
+    used = await stored_bytes(limited, chat_id) - recording_bytes(limited, chat_id)
+    # The budget bounds what clients add; the server's own events (answer, end) add a little, and the
+    # recording is charged to the account on top (test_recordings_count_against_the_account_storage_quota).
     assert 20_000 < used <= 30_000 + 200, used
 
 
@@ -247,13 +248,38 @@ async def test_account_storage_quota_caps_chats_and_refuses_new_ones(limited: Se
         chat_ids.append((await socket.recv()).chat_id)
         await fill_chat(socket)
         await fill_exactly(socket)
-    used = [await stored_bytes(limited, chat_id) for chat_id in chat_ids]
-    # What clients send stops at the quota; the server's own last events (an answer, the end) add a little.
+    used = [await stored_bytes(limited, chat_id) - recording_bytes(limited, chat_id) for chat_id in chat_ids]
+    # What clients send stops at the quota; the server's own last events (an answer, the end) add a
+    # little, and the recording of the last chat is charged when it ends.
     assert 50_000 <= sum(used) <= 50_000 + 200, used
     with pytest.raises(ApiError) as refused:
         async with client.empathic_voice.chat.connect():
             pass
     assert refused.value.status_code == 429
+    status, body = await raw_refusal(limited, key)
+    assert status == 429 and body["code"] == "storage_quota_exceeded", body
+
+
+def recording_bytes(server: ServerProcess, chat_id: str) -> int:
+    """The size of the chat's recorded tracks (kept in the data dir by the default local store)."""
+    return sum(track.stat().st_size for track in (server.data_dir / "recordings" / chat_id).glob("*.wav"))
+
+
+async def test_recordings_count_against_the_account_storage_quota(limited: ServerProcess) -> None:
+    """A chat's recording was charged nothing (10 s of 1 MB audio messages made an 834 MB track for
+    697 bytes): its files now count against the account's quota when the chat ends."""
+    key = fresh_key(limited)
+    client = fresh_client(limited, key)
+    async with client.empathic_voice.chat.connect() as socket:
+        chat_id = (await socket.recv()).chat_id
+        for _ in range(4):  # answers spoken by the TTS: the assistant track grows
+            await socket.send_publish(UserInput(text="talk"))
+            await recv_until(socket, "assistant_end")
+    stored = await stored_bytes(limited, chat_id)
+    recorded = recording_bytes(limited, chat_id)
+    assert recorded > 0
+    assert stored >= recorded  # its events, and its recording
+    assert stored >= 50_000, (stored, recorded)  # the quota is used up: by the recording, not the texts
     status, body = await raw_refusal(limited, key)
     assert status == 429 and body["code"] == "storage_quota_exceeded", body
 
