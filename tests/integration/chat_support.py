@@ -6,15 +6,13 @@ import asyncio
 import base64
 import io
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hume import AsyncHumeClient
 
 from tests.server import ServerProcess, database_url_for_tests
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import RecordedRequest, ScriptedLLM
 
 
 def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> ServerProcess:
@@ -35,19 +33,13 @@ def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> Serve
     )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[ScriptedLLM]:
-    model = ScriptedLLM().start()
-    yield model
-    model.stop()
+def last_is(role: str) -> Any:
+    """A scripted-model matcher: the newest message of the request has this role."""
 
+    def match(request: RecordedRequest) -> bool:
+        return bool(request.messages) and request.messages[-1].get("role") == role
 
-@pytest.fixture(scope="module")
-def chat_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
-    proc = scripted_server(Path(tmp_path_factory.mktemp("chat")), llm)
-    proc.start()
-    yield proc
-    proc.stop()
+    return match
 
 
 def client_for(server: ServerProcess) -> AsyncHumeClient:

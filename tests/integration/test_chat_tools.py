@@ -22,22 +22,19 @@ from hume.empathic_voice import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, last_is, of_type, recv_until, scripted_server
 from tests.integration.live_support import (
     WAIT_S,
     FakeSearch,
     history,
     make_config,
     make_tool,
-    start_receiver,
     types_of,
     wait_webhook,
 )
 from tests.server import ServerProcess
 from tests.support.scripted_llm import CallTool, RecordedRequest, Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
-
-__all__ = ["chat_server", "llm"]  # fixtures
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 SEARCH_ANSWER = "openevi 1.0 was released on the first of May."
@@ -60,22 +57,6 @@ def search_server(
     proc.start()
     yield proc
     proc.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
-
-
-def last_is(role: str) -> Any:
-    """A scripted-model matcher: the newest message of the request has this role."""
-
-    def match(request: RecordedRequest) -> bool:
-        return bool(request.messages) and request.messages[-1].get("role") == role
-
-    return match
 
 
 def named(prefix: str) -> str:

@@ -18,7 +18,7 @@ from hume.core.api_error import ApiError
 from hume.empathic_voice import Context, SessionSettings, UserInput
 from hume.empathic_voice.types import ConnectSessionSettings, Tool
 
-from tests.integration.chat_support import llm, recv_until, scripted_server  # noqa: F401 - fixture
+from tests.integration.chat_support import recv_until, scripted_server
 from tests.integration.support import store
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
@@ -44,7 +44,7 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def limited(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(Path(tmp_path_factory.mktemp("limits")), llm, **LIMITS)
     proc.start()
     yield proc

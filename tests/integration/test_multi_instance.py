@@ -28,7 +28,7 @@ from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
 
 from openevi.store.models import Chat, WebhookDelivery
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server, wait_chat_ended
 from tests.integration.live_support import (
     WAIT_S,
     join,
@@ -44,7 +44,7 @@ from tests.support.redis_server import RedisServer, redis_server
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
 
-__all__ = ["llm", "redis_server"]  # fixtures
+__all__ = ["redis_server"]  # fixtures
 
 EVENTS = ["chat_started", "chat_ended"]
 # Short leases so that a dead instance is noticed quickly (the defaults are 15 s and 5 s), and a
