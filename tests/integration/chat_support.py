@@ -6,10 +6,13 @@ import asyncio
 import base64
 import io
 import wave
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from hume import AsyncHumeClient
+from hume.core.api_error import ApiError
 
 from tests.server import ServerProcess, database_url_for_tests
 from tests.support.scripted_llm import RecordedRequest, ScriptedLLM
@@ -44,6 +47,21 @@ def last_is(role: str) -> Any:
 
 def client_for(server: ServerProcess) -> AsyncHumeClient:
     return AsyncHumeClient(api_key=server.api_key, base_url=server.base_url)
+
+
+async def connect_once_admitted(
+    connect: Callable[[], AbstractAsyncContextManager[Any]], refused: int, *, poll_s: float = 0.1, limit_s: float = 30.0
+) -> None:
+    """Open chats until one is admitted (gets `chat_metadata`); meanwhile every refusal is HTTP `refused`."""
+    async with asyncio.timeout(limit_s):  # bounds a hang only
+        while True:
+            try:
+                async with connect() as socket:
+                    assert (await socket.recv()).type == "chat_metadata"
+                    return
+            except ApiError as exc:
+                assert exc.status_code == refused
+                await asyncio.sleep(poll_s)
 
 
 async def recv_until(socket: Any, kind: str, *, limit_s: float = 30.0) -> list[Any]:

@@ -19,7 +19,7 @@ from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
 from hume.empathic_voice import UserInput
 
-from tests.integration.chat_support import recv_until, scripted_server
+from tests.integration.chat_support import connect_once_admitted, recv_until, scripted_server
 from tests.integration.support import assert_validation_error, unique
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
@@ -195,15 +195,7 @@ async def test_at_the_open_file_limit_new_chats_are_refused_with_503(cramped: Se
         assert [m.message.content for m in answer if m.type == "assistant_message"] == ["OK."]
         # Ending a few chats makes room again.
         await stack.aclose()
-    async with asyncio.timeout(30):  # bounds a hang only
-        while True:
-            try:
-                async with client.empathic_voice.chat.connect() as again:
-                    assert (await again.recv()).type == "chat_metadata"
-                    break
-            except ApiError as exc:
-                assert exc.status_code == 503
-                await asyncio.sleep(0.1)
+    await connect_once_admitted(client.empathic_voice.chat.connect, 503)
 
 
 async def test_deeply_nested_variables_in_the_connect_url_are_a_400(hardened: ServerProcess) -> None:

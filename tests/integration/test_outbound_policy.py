@@ -111,10 +111,8 @@ class Leaky(QuietHandler):
 
 @pytest.fixture
 def leaky() -> Iterator[int]:
-    port = free_port()
-    stub = http_stub.serve(port, Leaky)
-    yield port
-    http_stub.stop(stub)
+    with http_stub.serving(Leaky) as port:
+        yield port
 
 
 async def test_custom_language_model_error_body_is_not_echoed(server: ServerProcess, leaky: int) -> None:
