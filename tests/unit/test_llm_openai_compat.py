@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,18 +15,6 @@ from tests.support.silent_server import silent_server
 from tests.support.sse_recorder import collect
 
 WEATHER = ToolSpec("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}})
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[ScriptedLLM]:
-    with ScriptedLLM() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _reset(scripted: ScriptedLLM) -> None:
-    scripted.script()
-    scripted.clear()
 
 
 def _request(text: str, **kwargs: object) -> GenerationRequest:
