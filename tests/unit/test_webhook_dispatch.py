@@ -8,12 +8,10 @@ and the network layer under the guard is a recorder, so no packet leaves loopbac
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import itertools
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from openevi.webhooks.outbox import chat_started_payload, enqueue, next_attempt_
 from tests.server import free_port
 from tests.support import http_stub
 from tests.support.http_stub import QuietHandler
+from tests.support.waiting import wait_for
 
 WAIT_S = 60.0  # an upper bound for a slow machine, never an expectation
 
@@ -80,19 +79,6 @@ async def row(factory: async_sessionmaker[AsyncSession], delivery_id: str) -> We
         found = await s.get(WebhookDelivery, delivery_id)
     assert found is not None
     return found
-
-
-async def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # --- retry schedule --------------------------------------------------------------------------------
