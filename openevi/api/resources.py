@@ -12,6 +12,7 @@ from openevi.api.deps import Page
 from openevi.api.versioned import Create, CreateVersion, Render, VersionedResource, versioned_router
 from openevi.schemas import rest
 from openevi.services import configs
+from openevi.services.bodies import prompt_body, tool_body
 from openevi.services.views import prompt_view, tool_view
 from openevi.settings import Settings
 from openevi.store import resources
@@ -19,16 +20,7 @@ from openevi.store.resources import Kind, Versioned
 
 
 def _prompt_body(posted: rest.PostedPrompt | rest.PostedPromptVersion) -> dict[str, Any]:
-    expansion = posted.prompt_expansion.model_dump() if posted.prompt_expansion else None
-    return {"text": posted.text, "prompt_expansion": expansion}
-
-
-def _tool_body(posted: rest.PostedToolVersion) -> dict[str, Any]:
-    return {
-        "parameters": posted.parameters,
-        "description": posted.description,
-        "fallback_content": posted.fallback_content,
-    }
+    return prompt_body(posted.text, posted.prompt_expansion)
 
 
 def _stored_as_posted(
@@ -65,7 +57,7 @@ def _stored_as_posted(
 
 
 _create_prompt, _create_prompt_version, _render_prompts = _stored_as_posted("prompt", _prompt_body, prompt_view)
-_create_tool, _create_tool_version, _render_tools = _stored_as_posted("tool", _tool_body, tool_view)
+_create_tool, _create_tool_version, _render_tools = _stored_as_posted("tool", tool_body, tool_view)
 
 
 async def _create_config(

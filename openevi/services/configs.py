@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.schemas import config_defaults as defaults
 from openevi.schemas.rest import PostedConfig, PostedConfigVersion
+from openevi.services.bodies import prompt_body
 from openevi.services.views import prompt_view, tool_view
 from openevi.speech.voices import public_voice
 from openevi.store import config_reads, resources
@@ -93,14 +94,13 @@ async def checked_body(
 
     prompt_ref: dict[str, Any] | None = None
     if posted.prompt is not None:
-        expansion = posted.prompt.prompt_expansion.model_dump() if posted.prompt.prompt_expansion else None
         if posted.prompt.text is not None:
             created = await resources.create(
                 session,
                 account_id=account_id,
                 kind="prompt",
                 name=f"{config_name[:400]} v{version} prompt ({config_id[:8]})",
-                body={"text": posted.prompt.text, "prompt_expansion": expansion},
+                body=prompt_body(posted.prompt.text, posted.prompt.prompt_expansion),
                 version_description=f"Created inline by config {config_id} version {version}",
             )
             prompt_ref = {"id": created.id, "version": created.version}
