@@ -70,7 +70,7 @@ async def test_the_chat_socket_sends_a_message_only_after_its_event_is_stored() 
     """kill -9 right after a client received a user_message used to lose it (1 in 54): the socket
     sent it while its event still sat in the history queue. Now the send waits for the write."""
     from openevi.api.chat_ws import _pump
-    from openevi.chat import messages as msg
+    from openevi.schemas import messages as msg
 
     stored = asyncio.Event()
     sent: list[str] = []
