@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hume import AsyncHumeClient
 from hume.empathic_voice import (
     BuiltinToolConfig,
     SessionSettings,
@@ -61,6 +62,14 @@ def search_server(
 
 def named(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:6]}"
+
+
+async def weather_config(server: ServerProcess) -> tuple[AsyncHumeClient, str, str]:
+    """A client of `server`, a new weather tool's name, and a config holding just that tool."""
+    client = client_for(server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    return client, name, await make_config(server, tools=[ref])
 
 
 async def test_config_tool_call_response_continues_the_turn(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
@@ -245,10 +254,7 @@ async def test_web_search_runs_on_the_server(
 
 
 async def test_resumed_chat_replays_tool_turns(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Rome"}, call_id="call_r1", when=last_is("user")),
         Reply("Rome is warm.", when=last_is("tool")),
@@ -273,10 +279,7 @@ async def test_resumed_chat_replays_tool_turns(chat_server: ServerProcess, llm: 
 
 
 async def test_tool_response_through_the_control_plane(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Kyiv"}, call_id="call_cp", when=last_is("user")),
         Reply("Kyiv is cool.", when=last_is("tool")),
@@ -305,10 +308,7 @@ def answered_calls_only(request: RecordedRequest) -> None:
 async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
     chat_server: ServerProcess, llm: ScriptedLLM
 ) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Paris"}, call_id="call_x1", when="weather in paris"),
         Reply("Okay, never mind.", when="never mind"),
@@ -334,10 +334,7 @@ async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
 
 
 async def test_session_builtin_tools_keep_the_config_tools(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(CallTool("hang_up", {}, call_id="call_end", text="Bye. ", when="goodbye"), Reply("Hi."))
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
         metadata = await socket.recv()
