@@ -11,6 +11,13 @@ from typing import Any
 log = logging.getLogger("openevi.periodic")
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has finished unwinding."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class Periodic:
     """Runs `step` every `interval_s` until stopped; a failing step is logged and tried again next time."""
 
@@ -28,9 +35,7 @@ class Periodic:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

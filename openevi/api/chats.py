@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from openevi.api.deps import Caller, Db, PageDep
+from openevi.api.deps import Caller, Db, Page, PageDep
 from openevi.schemas.chat_types import ChatStatus
 from openevi.services.chat_views import chat_view, event_view, group_summary, group_view
 from openevi.services.views import paged
@@ -25,8 +25,10 @@ def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _direction(ascending: bool) -> str:
-    return "ASC" if ascending else "DESC"
+def _page(key: str, items: list[dict[str, Any]], page: Page, ascending: bool, total: int) -> dict[str, Any]:
+    """The page envelope of the chat listings, with the order they were read in."""
+    body = paged(key, items, page_number=page.number, page_size=page.size, total=total)
+    return {**body, "pagination_direction": "ASC" if ascending else "DESC"}
 
 
 @router.get("/chats", operation_id="list-chats")
@@ -43,8 +45,7 @@ async def list_chats(
         items, total = await chats.list_chats(
             s, account_id=caller.account_id, page=q, config_id=_str(config_id), status=status
         )
-    body = paged("chats_page", [chat_view(c) for c in items], page_number=page.number, page_size=page.size, total=total)
-    return {**body, "pagination_direction": _direction(ascending_order)}
+    return _page("chats_page", [chat_view(c) for c in items], page, ascending_order, total)
 
 
 @router.get("/chats/{id}", operation_id="list-chat-events")
@@ -55,14 +56,7 @@ async def list_chat_events(
     async with db() as s:
         chat = await chats.get_chat(s, account_id=caller.account_id, chat_id=id)
         events, total = await chats.list_events(s, account_id=caller.account_id, page=q, chat_id=id)
-    body = paged(
-        "events_page",
-        [event_view(e) for e in events],
-        page_number=page.number,
-        page_size=page.size,
-        total=total,
-    )
-    return {**chat_view(chat), **body, "pagination_direction": _direction(ascending_order)}
+    return {**chat_view(chat), **_page("events_page", [event_view(e) for e in events], page, ascending_order, total)}
 
 
 @router.get("/chat_groups", operation_id="list-chat-groups")
@@ -72,14 +66,7 @@ async def list_chat_groups(
     q = PageQuery(page.number, page.size, ascending_order)
     async with db() as s:
         groups, total = await chats.list_chat_groups(s, account_id=caller.account_id, page=q, config_id=_str(config_id))
-    body = paged(
-        "chat_groups_page",
-        [group_view(g) for g in groups],
-        page_number=page.number,
-        page_size=page.size,
-        total=total,
-    )
-    return {**body, "pagination_direction": _direction(ascending_order)}
+    return _page("chat_groups_page", [group_view(g) for g in groups], page, ascending_order, total)
 
 
 @router.get("/chat_groups/{id}", operation_id="get-chat-group")
@@ -95,8 +82,7 @@ async def get_chat_group(
     async with db() as s:
         group = await chats.get_chat_group(s, account_id=caller.account_id, group_id=id)
         items, total = await chats.list_chats(s, account_id=caller.account_id, page=q, chat_group_id=id, status=status)
-    body = paged("chats_page", [chat_view(c) for c in items], page_number=page.number, page_size=page.size, total=total)
-    return {**group_summary(group), **body, "pagination_direction": _direction(ascending_order)}
+    return {**group_summary(group), **_page("chats_page", [chat_view(c) for c in items], page, ascending_order, total)}
 
 
 @router.get("/chat_groups/{id}/events", operation_id="list-chat-group-events")
@@ -107,11 +93,4 @@ async def list_chat_group_events(
     async with db() as s:
         await chats.get_chat_group(s, account_id=caller.account_id, group_id=id)
         events, total = await chats.list_events(s, account_id=caller.account_id, page=q, group_id=id)
-    body = paged(
-        "events_page",
-        [event_view(e) for e in events],
-        page_number=page.number,
-        page_size=page.size,
-        total=total,
-    )
-    return {"id": id, **body, "pagination_direction": _direction(ascending_order)}
+    return {"id": id, **_page("events_page", [event_view(e) for e in events], page, ascending_order, total)}

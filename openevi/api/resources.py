@@ -2,92 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.api.auth import Principal
 from openevi.api.deps import Page
-from openevi.api.versioned import VersionedResource, versioned_router
+from openevi.api.versioned import Create, CreateVersion, Render, VersionedResource, versioned_router
 from openevi.schemas import rest
 from openevi.services import configs
+from openevi.services.bodies import prompt_body, tool_body
 from openevi.services.views import prompt_view, tool_view
 from openevi.settings import Settings
 from openevi.store import resources
-from openevi.store.resources import Versioned
+from openevi.store.resources import Kind, Versioned
 
 
 def _prompt_body(posted: rest.PostedPrompt | rest.PostedPromptVersion) -> dict[str, Any]:
-    expansion = posted.prompt_expansion.model_dump() if posted.prompt_expansion else None
-    return {"text": posted.text, "prompt_expansion": expansion}
+    return prompt_body(posted.text, posted.prompt_expansion)
 
 
-def _tool_body(posted: rest.PostedToolVersion) -> dict[str, Any]:
-    return {
-        "parameters": posted.parameters,
-        "description": posted.description,
-        "fallback_content": posted.fallback_content,
-    }
+def _stored_as_posted(
+    kind: Kind, body_of: Callable[[Any], dict[str, Any]], view: Callable[[Versioned], dict[str, Any]]
+) -> tuple[Create, CreateVersion, Render]:
+    """The hooks of a kind stored as posted (prompts, tools): `body_of` picks the stored fields, `view` shows a row."""
+
+    async def create(s: AsyncSession, caller: Principal, body: Any, _: Settings) -> dict[str, Any]:
+        created = await resources.create(
+            s,
+            account_id=caller.account_id,
+            kind=kind,
+            name=body.name,
+            body=body_of(body),
+            version_description=body.version_description,
+        )
+        return view(created)
+
+    async def create_version(s: AsyncSession, caller: Principal, id: str, body: Any, _: Settings) -> dict[str, Any]:
+        created = await resources.create_version(
+            s,
+            account_id=caller.account_id,
+            kind=kind,
+            resource_id=id,
+            body=body_of(body),
+            version_description=body.version_description,
+        )
+        return view(created)
+
+    async def render(_: AsyncSession, __: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
+        return [view(item) for item in items]
+
+    return create, create_version, render
 
 
-async def _create_prompt(s: AsyncSession, caller: Principal, body: rest.PostedPrompt, _: Settings) -> dict[str, Any]:
-    created = await resources.create(
-        s,
-        account_id=caller.account_id,
-        kind="prompt",
-        name=body.name,
-        body=_prompt_body(body),
-        version_description=body.version_description,
-    )
-    return prompt_view(created)
-
-
-async def _create_prompt_version(
-    s: AsyncSession, caller: Principal, id: str, body: rest.PostedPromptVersion, _: Settings
-) -> dict[str, Any]:
-    created = await resources.create_version(
-        s,
-        account_id=caller.account_id,
-        kind="prompt",
-        resource_id=id,
-        body=_prompt_body(body),
-        version_description=body.version_description,
-    )
-    return prompt_view(created)
-
-
-async def _render_prompts(_: AsyncSession, __: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
-    return [prompt_view(p) for p in items]
-
-
-async def _create_tool(s: AsyncSession, caller: Principal, body: rest.PostedTool, _: Settings) -> dict[str, Any]:
-    created = await resources.create(
-        s,
-        account_id=caller.account_id,
-        kind="tool",
-        name=body.name,
-        body=_tool_body(body),
-        version_description=body.version_description,
-    )
-    return tool_view(created)
-
-
-async def _create_tool_version(
-    s: AsyncSession, caller: Principal, id: str, body: rest.PostedToolVersion, _: Settings
-) -> dict[str, Any]:
-    created = await resources.create_version(
-        s,
-        account_id=caller.account_id,
-        kind="tool",
-        resource_id=id,
-        body=_tool_body(body),
-        version_description=body.version_description,
-    )
-    return tool_view(created)
-
-
-async def _render_tools(_: AsyncSession, __: Principal, items: list[Versioned]) -> list[dict[str, Any]]:
-    return [tool_view(t) for t in items]
+_create_prompt, _create_prompt_version, _render_prompts = _stored_as_posted("prompt", _prompt_body, prompt_view)
+_create_tool, _create_tool_version, _render_tools = _stored_as_posted("tool", tool_body, tool_view)
 
 
 async def _create_config(

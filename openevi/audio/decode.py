@@ -192,10 +192,14 @@ class _PcmDecoder:
         self._partial = data[usable:]
         if not usable:
             return _EMPTY
-        samples = _to_float(np.frombuffer(data[:usable], dtype=self._dtype))
+        samples = _to_float(self._integers(data[:usable]))
         if self._channels > 1:
             samples = samples.reshape(-1, self._channels).mean(axis=1, dtype=np.float32)
         return self._resampler.process(samples, self._rate)
+
+    def _integers(self, frames: bytes) -> np.ndarray:
+        """Whole sample frames as integer samples."""
+        return np.frombuffer(frames, dtype=self._dtype)
 
     def flush(self) -> np.ndarray:
         self._partial = b""  # an incomplete final sample frame carries no usable audio
@@ -349,16 +353,8 @@ class _Pcm24Decoder(_PcmDecoder):
         super().__init__(rate, channels, np.dtype("<i4"), resampler)
         self._frame_bytes = 3 * channels
 
-    def push(self, data: bytes) -> np.ndarray:
-        data = self._partial + data
-        usable = len(data) - len(data) % self._frame_bytes
-        self._partial = data[usable:]
-        if not usable:
-            return _EMPTY
-        samples = _to_float(_pcm24_to_int32(data[:usable]))
-        if self._channels > 1:
-            samples = samples.reshape(-1, self._channels).mean(axis=1, dtype=np.float32)
-        return self._resampler.process(samples, self._rate)
+    def _integers(self, frames: bytes) -> np.ndarray:
+        return _pcm24_to_int32(frames)
 
 
 class _BlockingBuffer:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.audio.reconstruction import RECONSTRUCTION, ReconstructionError, reconstruct
 from openevi.audio.recorder import ASSISTANT_TRACK, META, USER_TRACK
+from openevi.periodic import cancel_and_wait
 from openevi.storage import RecordingStore, StorageError, recording_key
 from openevi.store.db import now_ms, transaction
 from openevi.store.models import AudioReconstruction, Chat
@@ -62,9 +63,7 @@ class ReconstructionWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

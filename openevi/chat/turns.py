@@ -28,6 +28,7 @@ from openevi.chat.tasks import TaskScope
 from openevi.chat.timings import TurnTimings
 from openevi.chat.tools import HANG_UP, WEB_SEARCH, ToolSet, web_search
 from openevi.llm.base import GenerationRequest, LanguageModel, LLMError, Message, TextDelta, ToolCall
+from openevi.periodic import cancel_and_wait
 from openevi.schemas import messages as msg
 from openevi.schemas import protocol as p
 from openevi.schemas.chat_types import EventRole, EventType
@@ -159,9 +160,7 @@ class AssistantTurn:
             await speaker
         finally:
             if not speaker.done():
-                speaker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await speaker
+                await cancel_and_wait(speaker)
             elif not speaker.cancelled() and (failure := speaker.exception()) is not None:
                 # Read here, or the speaker's error would go unseen when the turn ends another way.
                 log.error("chat %s: speaking failed", self.ctx.chat.chat_id, exc_info=failure)

@@ -7,12 +7,12 @@ defaults to the embedded local model.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from openevi.lazy_import import MissingDependency, import_target
 from openevi.llm.base import LanguageModel, LLMError
 from openevi.net.outbound import OutboundPolicy
 from openevi.settings import Settings
@@ -43,52 +43,43 @@ def _timeouts(settings: Settings) -> dict[str, Any]:
     return {"connect_timeout": settings.llm_connect_timeout_s, "read_timeout": settings.llm_read_timeout_s}
 
 
+def _hosted(spec: _Spec, settings: Settings, *, model: str, base_url: str, key_field: str) -> dict[str, Any]:
+    """Options for a hosted API: the config's model and key win over the server's (`settings.<key_field>`)."""
+    return {
+        "model": spec.model or model,
+        "base_url": base_url,
+        "api_key": spec.api_key or getattr(settings, key_field),
+        "temperature": spec.temperature,
+        **_timeouts(settings),
+    }
+
+
 def _openai_like(name: str, base_url: str, key_field: str, default_model: str) -> Build:
     """Options for an OpenAI-compatible hosted API whose key is `settings.<key_field>`."""
 
     def build(spec: _Spec, settings: Settings) -> dict[str, Any]:
-        return {
-            "name": name,
-            "model": spec.model or default_model,
-            "base_url": base_url,
-            "api_key": spec.api_key or getattr(settings, key_field),
-            "temperature": spec.temperature,
-            **_timeouts(settings),
-        }
+        return {"name": name, **_hosted(spec, settings, model=default_model, base_url=base_url, key_field=key_field)}
 
     return build
 
 
 def _openai(spec: _Spec, settings: Settings) -> dict[str, Any]:
     # openai_base_url may point at Ollama, vLLM or llama-server; then the key is optional.
+    model = settings.llm_model or "gpt-4o-mini"
     return {
         "name": "openai",
-        "model": spec.model or settings.llm_model or "gpt-4o-mini",
-        "base_url": settings.openai_base_url,
-        "api_key": spec.api_key or settings.openai_api_key,
-        "temperature": spec.temperature,
-        **_timeouts(settings),
+        **_hosted(spec, settings, model=model, base_url=settings.openai_base_url, key_field="openai_api_key"),
     }
 
 
 def _anthropic(spec: _Spec, settings: Settings) -> dict[str, Any]:
-    return {
-        "model": spec.model or settings.llm_model or "claude-3-5-haiku-latest",
-        "base_url": settings.anthropic_base_url,
-        "api_key": spec.api_key or settings.anthropic_api_key,
-        "temperature": spec.temperature,
-        **_timeouts(settings),
-    }
+    model = settings.llm_model or "claude-3-5-haiku-latest"
+    return _hosted(spec, settings, model=model, base_url=settings.anthropic_base_url, key_field="anthropic_api_key")
 
 
 def _google(spec: _Spec, settings: Settings) -> dict[str, Any]:
-    return {
-        "model": spec.model or settings.llm_model or "gemini-2.0-flash",
-        "base_url": settings.google_base_url,
-        "api_key": spec.api_key or settings.google_api_key,
-        "temperature": spec.temperature,
-        **_timeouts(settings),
-    }
+    model = settings.llm_model or "gemini-2.0-flash"
+    return _hosted(spec, settings, model=model, base_url=settings.google_base_url, key_field="google_api_key")
 
 
 def _custom(spec: _Spec, settings: Settings) -> dict[str, Any]:
@@ -222,17 +213,12 @@ def create_language_model(
         api_key=api_key,
     )
     options = provider.options(spec, settings)
-    module_name, _, attr = provider.target.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # Our own module missing is a packaging bug, not a missing optional dependency.
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise
+        factory = import_target(provider.target)
+    except MissingDependency as exc:
         raise LLMError(
             f"language model provider {key} needs {exc.name!r}, which is not installed: {provider.install}",
             code="llm_not_installed",
-        ) from exc
-    factory = getattr(module, attr)
+        ) from exc.__cause__
     logger.debug("language model %s (model %s)", key, spec.model)
     return cast(LanguageModel, factory(**options))

@@ -8,7 +8,7 @@ base64 WAV at send time, the phone bridge as μ-law, so the engine never encodes
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from openevi.audio.wav import wav_chunk
@@ -42,7 +42,8 @@ class _Message:
         return body
 
     def _fields(self) -> dict[str, Any]:
-        return {}
+        # By default the wire carries the message's own fields as they are, in declaration order.
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "custom_session_id"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,9 +52,6 @@ class ChatMetadata(_Message):
     chat_id: str
     chat_group_id: str
     request_id: str
-
-    def _fields(self) -> dict[str, Any]:
-        return {"chat_id": self.chat_id, "chat_group_id": self.chat_group_id, "request_id": self.request_id}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,15 +147,6 @@ class ToolCall(_Message):
     tool_type: str
     response_required: bool
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "parameters": self.parameters,
-            "tool_call_id": self.tool_call_id,
-            "tool_type": self.tool_type,
-            "response_required": self.response_required,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolResponse(_Message):
@@ -169,14 +158,6 @@ class ToolResponse(_Message):
     tool_name: str | None
     tool_type: str | None
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "tool_call_id": self.tool_call_id,
-            "content": self.content,
-            "tool_name": self.tool_name,
-            "tool_type": self.tool_type,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolError(_Message):
@@ -187,18 +168,8 @@ class ToolError(_Message):
     error: str
     content: str | None
     code: str | None
-    tool_type: str | None
     level: str | None = "warn"
-
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "tool_call_id": self.tool_call_id,
-            "error": self.error,
-            "content": self.content,
-            "code": self.code,
-            "level": self.level,
-            "tool_type": self.tool_type,
-        }
+    tool_type: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openevi.schemas import config_defaults as defaults
 from openevi.schemas.rest import PostedConfig, PostedConfigVersion
+from openevi.services.bodies import prompt_body
 from openevi.services.views import prompt_view, tool_view
 from openevi.speech.voices import public_voice
 from openevi.store import config_reads, resources
@@ -73,7 +74,7 @@ def _check_webhook_url(url: str, index: int, *, allow_http: bool) -> None:
         raise ConfigRejected(["webhooks", index, "url"], f"webhook url is not a valid URL: {why}")
 
 
-async def _normalize(
+async def checked_body(
     session: AsyncSession,
     posted: PostedConfigVersion,
     *,
@@ -81,22 +82,25 @@ async def _normalize(
     config_id: str,
     config_name: str,
     version: int,
-    previous: Versioned | None,
     allow_http_webhooks: bool,
+    previous: Versioned | None = None,
 ) -> dict[str, Any]:
-    """Check a posted config and turn it into the stored body (references, not copies)."""
+    """Check a posted config and turn it into the stored body (references, not copies).
+
+    The REST API's create and new-version routes store what this returns; so does `openevi import`,
+    which stores versions under their original numbers (`previous` None).
+    """
     body: dict[str, Any] = {"evi_version": posted.evi_version}
 
     prompt_ref: dict[str, Any] | None = None
     if posted.prompt is not None:
-        expansion = posted.prompt.prompt_expansion.model_dump() if posted.prompt.prompt_expansion else None
         if posted.prompt.text is not None:
             created = await resources.create(
                 session,
                 account_id=account_id,
                 kind="prompt",
                 name=f"{config_name[:400]} v{version} prompt ({config_id[:8]})",
-                body={"text": posted.prompt.text, "prompt_expansion": expansion},
+                body=prompt_body(posted.prompt.text, posted.prompt.prompt_expansion),
                 version_description=f"Created inline by config {config_id} version {version}",
             )
             prompt_ref = {"id": created.id, "version": created.version}
@@ -179,43 +183,18 @@ async def _normalize(
     return body
 
 
-async def checked_body(
-    session: AsyncSession,
-    posted: PostedConfigVersion,
-    *,
-    account_id: str,
-    config_id: str,
-    config_name: str,
-    version: int,
-    allow_http_webhooks: bool,
-) -> dict[str, Any]:
-    """The stored body of one config version, checked exactly as the REST API checks a posted one
-    (used by `openevi import`, which stores versions under their original numbers)."""
-    return await _normalize(
-        session,
-        posted,
-        account_id=account_id,
-        config_id=config_id,
-        config_name=config_name,
-        version=version,
-        previous=None,
-        allow_http_webhooks=allow_http_webhooks,
-    )
-
-
 async def create_config(
     session: AsyncSession, posted: PostedConfig, *, account_id: str, allow_http_webhooks: bool
 ) -> dict[str, Any]:
     """Create a config at version 0 and return it rendered."""
     config_id = new_id()
-    body = await _normalize(
+    body = await checked_body(
         session,
         posted,
         account_id=account_id,
         config_id=config_id,
         config_name=posted.name,
         version=0,
-        previous=None,
         allow_http_webhooks=allow_http_webhooks,
     )
     created = await resources.create(
@@ -242,7 +221,7 @@ async def create_config_version(
         session, account_id=account_id, kind="config", resource_id=config_id, version=None
     )
     head = await resources.head(session, account_id=account_id, kind="config", resource_id=config_id)
-    body = await _normalize(
+    body = await checked_body(
         session,
         posted,
         account_id=account_id,

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.schemas.rest import PostedConfig, PostedPrompt, PostedTool
 from openevi.services import configs
+from openevi.services.bodies import prompt_body, tool_body
 from openevi.services.views import paged, prompt_view, tool_view
 from openevi.store import accounts, resources
 from openevi.store.db import now_ms, transaction
@@ -350,8 +351,7 @@ class _Importer:
                     "prompt_expansion": data.get("prompt_expansion"),
                 },
             )
-            expansion = prompt.prompt_expansion.model_dump() if prompt.prompt_expansion else None
-            return {"text": prompt.text, "prompt_expansion": expansion}
+            return prompt_body(prompt.text, prompt.prompt_expansion)
         if item.kind == "tool":
             tool = _validated(
                 PostedTool,
@@ -363,11 +363,7 @@ class _Importer:
                     "version_description": data.get("version_description"),
                 },
             )
-            return {
-                "parameters": tool.parameters,
-                "description": tool.description,
-                "fallback_content": tool.fallback_content,
-            }
+            return tool_body(tool)
         return await self.config_body(item, name)
 
     async def config_body(self, item: Item, name: str) -> dict[str, Any]:

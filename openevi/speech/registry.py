@@ -5,10 +5,11 @@ Heavy engines load only when configured; a missing optional dependency fails wit
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from openevi.lazy_import import MissingDependency, import_target
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,9 @@ def build(kind: str, name: str, providers: Mapping[str, Provider], error: type[E
     provider = providers.get(name)
     if provider is None:
         raise error(f"Unknown {kind} provider {name!r}; known: {', '.join(sorted(providers))}")
-    module_name, _, class_name = provider.target.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # Our own module missing is a packaging bug, not a missing optional dependency.
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise
+        factory = import_target(provider.target)
+    except MissingDependency as exc:
         what = f"{kind[:1].upper()}{kind[1:]} provider {name!r}"
-        raise error(f"{what} needs {exc.name!r}, which is not installed: {provider.install}") from exc
-    return getattr(module, class_name)(**options)
+        raise error(f"{what} needs {exc.name!r}, which is not installed: {provider.install}") from exc.__cause__
+    return factory(**options)

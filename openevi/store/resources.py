@@ -193,17 +193,7 @@ async def create(
     head = ResourceHead(
         id=resource_id or new_id(), account_id=account_id, kind=kind, name=name, created_on=ts, last_version=0
     )
-    row = ResourceVersion(
-        id=head.id,
-        version=0,
-        account_id=account_id,
-        kind=kind,
-        version_description=version_description,
-        body=body,
-        created_on=ts,
-        modified_on=ts,
-        stored_bytes=stored_size(body, version_description),
-    )
+    row = _version_row(head.id, 0, account_id, kind, body, version_description, ts)
     try:
         async with session.begin_nested():
             session.add(head)
@@ -214,6 +204,29 @@ async def create(
         raise NameTakenError(f"A {kind} named {name!r} already exists") from exc
     await _charge(session, account_id, row.stored_bytes)
     return _view(head, row)
+
+
+def _version_row(
+    resource_id: str,
+    number: int,
+    account_id: str,
+    kind: Kind,
+    body: dict[str, Any],
+    version_description: str | None,
+    ts: int,
+) -> ResourceVersion:
+    """A new version row, created and modified at `ts`, its stored size counted."""
+    return ResourceVersion(
+        id=resource_id,
+        version=number,
+        account_id=account_id,
+        kind=kind,
+        version_description=version_description,
+        body=body,
+        created_on=ts,
+        modified_on=ts,
+        stored_bytes=stored_size(body, version_description),
+    )
 
 
 async def head(session: AsyncSession, *, account_id: str, kind: Kind, resource_id: str) -> ResourceHead:
@@ -246,18 +259,7 @@ async def create_version(
     if number is None:
         raise NotFoundError(f"No {kind} with id {resource_id}")
     h = await head(session, account_id=account_id, kind=kind, resource_id=resource_id)
-    ts = now_ms()
-    row = ResourceVersion(
-        id=resource_id,
-        version=number,
-        account_id=account_id,
-        kind=kind,
-        version_description=version_description,
-        body=body,
-        created_on=ts,
-        modified_on=ts,
-        stored_bytes=stored_size(body, version_description),
-    )
+    row = _version_row(resource_id, number, account_id, kind, body, version_description, now_ms())
     session.add(row)
     await session.flush()
     await _charge(session, account_id, row.stored_bytes)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openevi import __version__, metrics, tracing
 from openevi.net.clients import GuardedTransport
 from openevi.net.outbound import OutboundPolicy, OutboundRefused
+from openevi.periodic import cancel_and_wait
 from openevi.settings import Settings
 from openevi.store.db import now_ms, transaction
 from openevi.store.models import WebhookDelivery
@@ -131,9 +132,7 @@ class WebhookDispatcher:
         except TimeoutError:
             for attempt in list(self._in_flight):
                 attempt.cancel()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         finally:
             self._task = None
 

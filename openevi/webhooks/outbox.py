@@ -112,6 +112,27 @@ async def enqueue(
     return len(urls)
 
 
+def _about_chat(
+    event_name: str,
+    chat_group_id: str,
+    chat_id: str,
+    config_id: str | None,
+    caller_number: str | None,
+    custom_session_id: str | None,
+    twilio_metadata: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The fields every webhook event starts with: which event, and which chat it is about."""
+    return {
+        "event_name": event_name,
+        "chat_group_id": chat_group_id,
+        "chat_id": chat_id,
+        "config_id": config_id,
+        "caller_number": caller_number,
+        "custom_session_id": custom_session_id,
+        "twilio_metadata": twilio_metadata,
+    }
+
+
 def _check_start_type(value: str) -> None:
     if value not in ("new_chat_group", "resumed_chat_group"):
         raise ValueError(f"chat_start_type must be new_chat_group or resumed_chat_group, not {value!r}")
@@ -131,13 +152,9 @@ def chat_started_payload(
     """Body of `chat_started` (spec: WebhookEventChatStarted)."""
     _check_start_type(chat_start_type)
     return {
-        "event_name": "chat_started",
-        "chat_group_id": chat_group_id,
-        "chat_id": chat_id,
-        "config_id": config_id,
-        "caller_number": caller_number,
-        "custom_session_id": custom_session_id,
-        "twilio_metadata": twilio_metadata,
+        **_about_chat(
+            "chat_started", chat_group_id, chat_id, config_id, caller_number, custom_session_id, twilio_metadata
+        ),
         "start_time": int(start_time_ms),
         "chat_start_type": chat_start_type,
     }
@@ -159,13 +176,9 @@ def chat_ended_payload(
     if end_reason not in END_REASONS:
         raise ValueError(f"end_reason must be one of {sorted(END_REASONS)}, not {end_reason!r}")
     return {
-        "event_name": "chat_ended",
-        "chat_group_id": chat_group_id,
-        "chat_id": chat_id,
-        "config_id": config_id,
-        "caller_number": caller_number,
-        "custom_session_id": custom_session_id,
-        "twilio_metadata": twilio_metadata,
+        **_about_chat(
+            "chat_ended", chat_group_id, chat_id, config_id, caller_number, custom_session_id, twilio_metadata
+        ),
         "end_time": int(end_time_ms),
         "duration_seconds": max(0, round((end_time_ms - start_time_ms) / 1000)),
         "end_reason": end_reason,
@@ -192,13 +205,9 @@ def tool_call_payload(
         raise ValueError(f"tool_type must be function or builtin, not {tool_type!r}")
     params = parameters if isinstance(parameters, str) else json.dumps(dict(parameters))
     return {
-        "event_name": "tool_call",
-        "chat_group_id": chat_group_id,
-        "chat_id": chat_id,
-        "config_id": config_id,
-        "caller_number": caller_number,
-        "custom_session_id": custom_session_id,
-        "twilio_metadata": twilio_metadata,
+        **_about_chat(
+            "tool_call", chat_group_id, chat_id, config_id, caller_number, custom_session_id, twilio_metadata
+        ),
         "timestamp": int(timestamp_ms),
         "tool_call_message": {
             "type": "tool_call",

@@ -6,15 +6,16 @@ import asyncio
 import base64
 import io
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hume import AsyncHumeClient
+from hume.core.api_error import ApiError
 
 from tests.server import ServerProcess, database_url_for_tests
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import RecordedRequest, ScriptedLLM
 
 
 def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> ServerProcess:
@@ -35,23 +36,32 @@ def scripted_server(data_dir: Path, llm: ScriptedLLM, **extra_env: str) -> Serve
     )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[ScriptedLLM]:
-    model = ScriptedLLM().start()
-    yield model
-    model.stop()
+def last_is(role: str) -> Any:
+    """A scripted-model matcher: the newest message of the request has this role."""
 
+    def match(request: RecordedRequest) -> bool:
+        return bool(request.messages) and request.messages[-1].get("role") == role
 
-@pytest.fixture(scope="module")
-def chat_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
-    proc = scripted_server(Path(tmp_path_factory.mktemp("chat")), llm)
-    proc.start()
-    yield proc
-    proc.stop()
+    return match
 
 
 def client_for(server: ServerProcess) -> AsyncHumeClient:
     return AsyncHumeClient(api_key=server.api_key, base_url=server.base_url)
+
+
+async def connect_once_admitted(
+    connect: Callable[[], AbstractAsyncContextManager[Any]], refused: int, *, poll_s: float = 0.1, limit_s: float = 30.0
+) -> None:
+    """Open chats until one is admitted (gets `chat_metadata`); meanwhile every refusal is HTTP `refused`."""
+    async with asyncio.timeout(limit_s):  # bounds a hang only
+        while True:
+            try:
+                async with connect() as socket:
+                    assert (await socket.recv()).type == "chat_metadata"
+                    return
+            except ApiError as exc:
+                assert exc.status_code == refused
+                await asyncio.sleep(poll_s)
 
 
 async def recv_until(socket: Any, kind: str, *, limit_s: float = 30.0) -> list[Any]:

@@ -11,10 +11,8 @@ import numpy as np
 from hume.empathic_voice import AssistantInput
 
 from openevi.audio import urls
-from tests.integration.chat_support import chat_server, client_for, llm, recv_until, wait_chat_ended
+from tests.integration.chat_support import client_for, recv_until, wait_chat_ended
 from tests.server import ServerProcess
-
-__all__ = ["chat_server", "llm"]
 
 
 async def _spoken_chat(server: ServerProcess) -> str:

@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from hume.empathic_voice import SessionSettings, UserInput
 
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
 from tests.integration.live_support import history, make_config, types_of
 from tests.integration.test_voice import LONG_REPLY, RATE, linear16, silence, speak, stream
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.support.speech import packaged_sound
-
-__all__ = ["llm"]
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from hume.empathic_voice import AssistantInput, UserInput
 
-from tests.integration.chat_support import (
-    chat_server,
-    client_for,
-    llm,
-    of_type,
-    recv_until,
-    wait_chat_ended,
-    wav_info,
-)
+from tests.integration.chat_support import client_for, of_type, recv_until, wait_chat_ended, wav_info
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
-
-__all__ = ["chat_server", "llm"]  # fixtures
 
 
 async def test_text_turn_streams_words_and_audio(chat_server: ServerProcess, llm: ScriptedLLM) -> None:

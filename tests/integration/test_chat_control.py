@@ -18,13 +18,11 @@ from hume.empathic_voice import (
 )
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
+from tests.integration.chat_support import client_for, of_type, recv_until
 from tests.integration.live_support import WAIT_S, history, join, recv_raw_until, rest, send_raw, types_of
 from tests.integration.support import new_account_key
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
-
-__all__ = ["chat_server", "llm"]  # fixtures
 
 
 async def barrier(socket: object) -> list[object]:

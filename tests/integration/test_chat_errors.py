@@ -14,12 +14,10 @@ from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
 from hume.empathic_voice import SessionSettings, Tool, UserInput
 
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
 from tests.integration.live_support import history, send_raw, types_of
 from tests.server import ServerProcess
 from tests.support.scripted_llm import CallTool, Fail, Hang, RecordedRequest, Reply, ScriptedLLM
-
-__all__ = ["llm"]  # fixture
 
 LLM_TIMEOUT_S = 2
 

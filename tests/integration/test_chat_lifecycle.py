@@ -14,20 +14,11 @@ from hume.core.api_error import ApiError
 from hume.empathic_voice import UserInput
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until, scripted_server
-from tests.integration.live_support import WAIT_S, history, make_config, start_receiver, types_of, wait_webhook
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
+from tests.integration.live_support import WAIT_S, history, make_config, types_of, wait_webhook
 from tests.server import ServerProcess
 from tests.support.scripted_llm import RecordedRequest, Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
-
-__all__ = ["chat_server", "llm"]  # fixtures
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
 
 
 def ended_hook(receiver: Receiver) -> list[dict[str, Any]]:

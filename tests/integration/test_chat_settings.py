@@ -10,12 +10,10 @@ import pytest
 from hume.empathic_voice import Context, SessionSettings, UserInput, VoiceId, VoiceName
 from hume.empathic_voice.types import ConnectSessionSettings
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
+from tests.integration.chat_support import client_for, of_type, recv_until
 from tests.integration.live_support import history, types_of
 from tests.server import ServerProcess
 from tests.support.scripted_llm import RecordedRequest, Reply, ScriptedLLM
-
-__all__ = ["chat_server", "llm"]  # fixtures
 
 
 def asked(llm: ScriptedLLM, text: str) -> RecordedRequest:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hume import AsyncHumeClient
 from hume.empathic_voice import (
     BuiltinToolConfig,
     SessionSettings,
@@ -22,22 +23,19 @@ from hume.empathic_voice import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, last_is, of_type, recv_until, scripted_server
 from tests.integration.live_support import (
     WAIT_S,
     FakeSearch,
     history,
     make_config,
     make_tool,
-    start_receiver,
     types_of,
     wait_webhook,
 )
 from tests.server import ServerProcess
 from tests.support.scripted_llm import CallTool, RecordedRequest, Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
-
-__all__ = ["chat_server", "llm"]  # fixtures
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 SEARCH_ANSWER = "openevi 1.0 was released on the first of May."
@@ -62,24 +60,16 @@ def search_server(
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
-
-
-def last_is(role: str) -> Any:
-    """A scripted-model matcher: the newest message of the request has this role."""
-
-    def match(request: RecordedRequest) -> bool:
-        return bool(request.messages) and request.messages[-1].get("role") == role
-
-    return match
-
-
 def named(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:6]}"
+
+
+async def weather_config(server: ServerProcess) -> tuple[AsyncHumeClient, str, str]:
+    """A client of `server`, a new weather tool's name, and a config holding just that tool."""
+    client = client_for(server)
+    name = named("get_weather")
+    ref = await make_tool(client, name, WEATHER)
+    return client, name, await make_config(server, tools=[ref])
 
 
 async def test_config_tool_call_response_continues_the_turn(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
@@ -264,10 +254,7 @@ async def test_web_search_runs_on_the_server(
 
 
 async def test_resumed_chat_replays_tool_turns(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Rome"}, call_id="call_r1", when=last_is("user")),
         Reply("Rome is warm.", when=last_is("tool")),
@@ -292,10 +279,7 @@ async def test_resumed_chat_replays_tool_turns(chat_server: ServerProcess, llm: 
 
 
 async def test_tool_response_through_the_control_plane(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Kyiv"}, call_id="call_cp", when=last_is("user")),
         Reply("Kyiv is cool.", when=last_is("tool")),
@@ -324,10 +308,7 @@ def answered_calls_only(request: RecordedRequest) -> None:
 async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
     chat_server: ServerProcess, llm: ScriptedLLM
 ) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(
         CallTool(name, {"city": "Paris"}, call_id="call_x1", when="weather in paris"),
         Reply("Okay, never mind.", when="never mind"),
@@ -353,10 +334,7 @@ async def test_user_speaking_during_a_tool_call_leaves_no_dangling_call(
 
 
 async def test_session_builtin_tools_keep_the_config_tools(chat_server: ServerProcess, llm: ScriptedLLM) -> None:
-    client = client_for(chat_server)
-    name = named("get_weather")
-    ref = await make_tool(client, name, WEATHER)
-    config_id = await make_config(chat_server, tools=[ref])
+    client, name, config_id = await weather_config(chat_server)
     llm.script(CallTool("hang_up", {}, call_id="call_end", text="Bye. ", when="goodbye"), Reply("Hi."))
     async with client.empathic_voice.chat.connect(config_id=config_id) as socket:
         metadata = await socket.recv()

@@ -4,45 +4,25 @@ in the spec's shapes and signed as docs/webhooks.md says."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 from hume.empathic_voice import ToolResponseMessage, UserInput
 from hume.empathic_voice.types import ConnectSessionSettings
 
-from tests.integration.chat_support import chat_server, client_for, llm, of_type, recv_until
+from tests.integration.chat_support import client_for, last_is, of_type, recv_until
 from tests.integration.live_support import (
     history,
     make_config,
     make_tool,
     signing_secret,
-    start_receiver,
     verify_signature,
     wait_webhook,
     webhook_bodies,
 )
 from tests.server import ServerProcess
-from tests.support.scripted_llm import CallTool, RecordedRequest, Reply, ScriptedLLM
+from tests.support.scripted_llm import CallTool, Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver, check_spec
 
-__all__ = ["chat_server", "llm"]  # fixtures
-
 EVENTS = ["chat_started", "chat_ended", "tool_call"]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
-
-
-def last_is(role: str) -> Any:
-    def match(request: RecordedRequest) -> bool:
-        return bool(request.messages) and request.messages[-1].get("role") == role
-
-    return match
 
 
 async def test_chat_webhooks_are_delivered_and_signed(

@@ -16,12 +16,11 @@ from hume import AsyncHumeClient
 from hume.empathic_voice import AudioConfiguration, SessionSettings
 
 from openevi.speech.prosody.base import EMOTIONS
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
 from tests.integration.test_voice import QUESTION, RATE, linear16, silence, speak, stream
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 
-__all__ = ["llm"]  # fixture
 WIRE_NAMES = {"Surprise (negative)", "Surprise (positive)", "Aesthetic Appreciation", "Empathic Pain"}
 SUFFIX = re.compile(r"^(?P<words>[^{]+) \{(?P<tone>[a-z ]+, [a-z ]+, [a-z ]+)\}$")
 INTENSITY = ("slightly", "somewhat", "moderately", "quite", "very", "extremely")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.integration.chat_support import llm, scripted_server  # noqa: F401 - fixture
+from tests.integration.chat_support import scripted_server
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -21,7 +21,7 @@ ROUNDS = 2
 
 
 @pytest.fixture
-def crashing(tmp_path: Path, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def crashing(tmp_path: Path, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(tmp_path / "openevi", llm, **TEXT_ONLY)
     proc.start()
     yield proc

@@ -19,7 +19,7 @@ from hume import AsyncHumeClient
 from hume.core.api_error import ApiError
 from hume.empathic_voice import UserInput
 
-from tests.integration.chat_support import llm, recv_until, scripted_server  # noqa: F401 - fixture
+from tests.integration.chat_support import connect_once_admitted, recv_until, scripted_server
 from tests.integration.support import assert_validation_error, unique
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
@@ -28,7 +28,7 @@ TEXT_ONLY = {"OPENEVI_ASR_PROVIDER": "none", "OPENEVI_VAD_PROVIDER": "none", "OP
 
 
 @pytest.fixture(scope="module")
-def hardened(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def hardened(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(
         Path(tmp_path_factory.mktemp("hardening")), llm, OPENEVI_HTTP_HEADER_TIMEOUT_S="1", **TEXT_ONLY
     )
@@ -154,7 +154,7 @@ async def test_text_only_chats_hold_one_file_each(hardened: ServerProcess) -> No
 
 
 @pytest.fixture
-def cramped(tmp_path: Path, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def cramped(tmp_path: Path, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(tmp_path / "openevi", llm, OPENEVI_FD_RESERVE="48", **TEXT_ONLY)
     proc.max_open_files = 160
     proc.start()
@@ -195,15 +195,7 @@ async def test_at_the_open_file_limit_new_chats_are_refused_with_503(cramped: Se
         assert [m.message.content for m in answer if m.type == "assistant_message"] == ["OK."]
         # Ending a few chats makes room again.
         await stack.aclose()
-    async with asyncio.timeout(30):  # bounds a hang only
-        while True:
-            try:
-                async with client.empathic_voice.chat.connect() as again:
-                    assert (await again.recv()).type == "chat_metadata"
-                    break
-            except ApiError as exc:
-                assert exc.status_code == 503
-                await asyncio.sleep(0.1)
+    await connect_once_admitted(client.empathic_voice.chat.connect, 503)
 
 
 async def test_deeply_nested_variables_in_the_connect_url_are_a_400(hardened: ServerProcess) -> None:
@@ -218,7 +210,7 @@ async def test_deeply_nested_variables_in_the_connect_url_are_a_400(hardened: Se
 
 async def test_a_pause_resume_flood_stores_a_bounded_number_of_events_and_sigterm_still_stops(
     tmp_path: Path,
-    llm: ScriptedLLM,  # noqa: F811
+    llm: ScriptedLLM,
 ) -> None:
     """One socket toggling pause/resume as fast as it can used to queue hundreds of thousands of
     free events; the server then spent minutes writing them and ignored SIGTERM meanwhile. Now the

@@ -20,14 +20,13 @@ import pytest
 import websockets
 from hume.empathic_voice import SessionSettings, UserInput
 
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server, wait_chat_ended
 from tests.integration.live_support import history, make_config, make_tool, recv_raw_until, types_of, wait_until
 from tests.server import ServerProcess
 from tests.support.scripted_llm import CallTool, RecordedRequest, Reply, ScriptedLLM
 from tests.support.sound_card import FakeSoundCard
 from tests.support.speech import encode, speak, to_linear16
 
-__all__ = ["llm"]
 RATE = 16_000
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

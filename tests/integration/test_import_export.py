@@ -18,12 +18,10 @@ import pytest
 from hume.core.api_error import ApiError
 from hume.empathic_voice import UserInput
 
-from tests.integration.chat_support import llm, recv_until, scripted_server, wait_chat_ended
+from tests.integration.chat_support import recv_until, scripted_server, wait_chat_ended
 from tests.integration.support import async_client, http, new_account_key, sync_client, unique
 from tests.server import ServerProcess, database_url_for_tests
 from tests.support.scripted_llm import Reply, ScriptedLLM
-
-__all__ = ["llm"]  # fixture
 
 PARAMS_V0 = json.dumps({"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]})
 PARAMS_V1 = json.dumps(

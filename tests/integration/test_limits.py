@@ -18,7 +18,7 @@ from hume.core.api_error import ApiError
 from hume.empathic_voice import Context, SessionSettings, UserInput
 from hume.empathic_voice.types import ConnectSessionSettings, Tool
 
-from tests.integration.chat_support import llm, recv_until, scripted_server  # noqa: F401 - fixture
+from tests.integration.chat_support import connect_once_admitted, recv_until, scripted_server
 from tests.integration.support import store
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
@@ -44,7 +44,7 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def limited(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(Path(tmp_path_factory.mktemp("limits")), llm, **LIMITS)
     proc.start()
     yield proc
@@ -189,15 +189,7 @@ async def test_concurrent_chats_per_account_are_capped_with_429(limited: ServerP
         async with other.empathic_voice.chat.connect() as theirs:
             assert (await theirs.recv()).type == "chat_metadata"
     # Slots free up when chats end (the server notices the closed sockets a moment later).
-    async with asyncio.timeout(30):  # bounds a hang only
-        while True:
-            try:
-                async with client.empathic_voice.chat.connect() as again:
-                    assert (await again.recv()).type == "chat_metadata"
-                    break
-            except ApiError as exc:
-                assert exc.status_code == 429
-                await asyncio.sleep(0.1)
+    await connect_once_admitted(client.empathic_voice.chat.connect, 429)
 
 
 async def test_chats_per_minute_are_capped_with_429(limited: ServerProcess) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,14 +12,14 @@ import pytest
 from hume.empathic_voice import AudioInput, SessionSettings, UserInput
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
-from tests.integration.live_support import make_config, start_receiver
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server, wait_chat_ended
+from tests.integration.live_support import make_config
 from tests.integration.test_voice import LONG_REPLY, QUESTION, RATE, linear16, silence, speak, stream, voice_server
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
 
-__all__ = ["llm", "voice_server"]
+__all__ = ["voice_server"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 STAGES = ("end_of_turn", "asr", "llm_first_token", "tts_first_audio", "voice_to_voice", "barge_in")
@@ -49,13 +48,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of the samples of `name` whose labels include `labels`."""
     wanted = set(labels.items())
     return sum(value for (sample, have), value in samples.items() if sample == name and wanted <= have)
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
 
 
 async def test_chats_turn_stages_errors_providers_and_webhooks_are_measured(

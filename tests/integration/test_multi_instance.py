@@ -28,7 +28,14 @@ from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
 
 from openevi.store.models import Chat, WebhookDelivery
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
+from tests.integration.chat_support import (
+    client_for,
+    connect_once_admitted,
+    of_type,
+    recv_until,
+    scripted_server,
+    wait_chat_ended,
+)
 from tests.integration.live_support import (
     WAIT_S,
     join,
@@ -44,7 +51,7 @@ from tests.support.redis_server import RedisServer, redis_server
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
 
-__all__ = ["llm", "redis_server"]  # fixtures
+__all__ = ["redis_server"]  # fixtures
 
 EVENTS = ["chat_started", "chat_ended"]
 # Short leases so that a dead instance is noticed quickly (the defaults are 15 s and 5 s), and a
@@ -220,15 +227,7 @@ async def test_the_concurrent_chats_quota_counts_every_instance(cluster: Cluster
                 pass
         assert refused.value.status_code == 429
     # The chats end as their sockets close; then B admits again.
-    async with asyncio.timeout(WAIT_S):  # bounds a hang only
-        while True:
-            try:
-                async with b.connect(config_id=cluster.config_id) as again:
-                    assert (await again.recv()).type == "chat_metadata"
-                    break
-            except ApiError as busy:
-                assert busy.status_code == 429
-                await asyncio.sleep(0.2)
+    await connect_once_admitted(lambda: b.connect(config_id=cluster.config_id), 429, poll_s=0.2, limit_s=WAIT_S)
 
 
 async def test_webhooks_go_out_once_across_instances(cluster: Cluster) -> None:

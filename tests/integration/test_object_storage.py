@@ -24,13 +24,11 @@ from hume.empathic_voice import AudioInput, SessionSettings
 from openevi.audio import urls
 from openevi.store import accounts
 from openevi.store.db import create_engine, session_factory
-from tests.integration.chat_support import client_for, llm, recv_until, wait_chat_ended
+from tests.integration.chat_support import client_for, recv_until, wait_chat_ended
 from tests.server import ServerProcess, database_url_for_tests
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.support.seaweedfs import SeaweedS3
 from tests.support.speech import RATE, speak, to_linear16
-
-__all__ = ["llm"]
 
 SPOKEN = "Please remind me to call my sister tomorrow morning."
 

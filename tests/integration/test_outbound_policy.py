@@ -20,7 +20,7 @@ from hume.empathic_voice import UserInput
 from sqlalchemy import select
 
 from openevi.store.models import WebhookDelivery
-from tests.integration.chat_support import client_for, llm, of_type, scripted_server
+from tests.integration.chat_support import client_for, of_type, scripted_server
 from tests.integration.live_support import make_config
 from tests.integration.support import store
 from tests.server import ServerProcess, free_port
@@ -28,8 +28,6 @@ from tests.support import http_stub
 from tests.support.http_stub import QuietHandler
 from tests.support.scripted_llm import Fail, Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
-
-__all__ = ["llm"]  # fixture
 
 SECRET = "SECRET-INTERNAL-BODY-7f3a"
 WAIT_S = 30.0  # upper bound for slow machines, not an expectation
@@ -113,10 +111,8 @@ class Leaky(QuietHandler):
 
 @pytest.fixture
 def leaky() -> Iterator[int]:
-    port = free_port()
-    stub = http_stub.serve(port, Leaky)
-    yield port
-    http_stub.stop(stub)
+    with http_stub.serving(Leaky) as port:
+        yield port
 
 
 async def test_custom_language_model_error_body_is_not_echoed(server: ServerProcess, leaky: int) -> None:

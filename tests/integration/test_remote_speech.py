@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 from hume.empathic_voice import AudioConfiguration, SessionSettings, UserInput
 
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
 from tests.integration.test_voice import RATE, linear16, silence, speak, stream
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.support.speech_stub import Fail, Speak, SpeechStub, Transcribe
 
-__all__ = ["llm"]
 HEARD = "What time does the museum open tomorrow"
 TONE_HZ = 700.0  # the stub's "voice": a pure tone no local synthesizer would produce
 LINEAR16 = SessionSettings(audio=AudioConfiguration(encoding="linear16", sample_rate=RATE, channels=1))

@@ -21,14 +21,13 @@ import soxr
 from hume.empathic_voice import SessionSettings
 
 from openevi.speech.asr.whisper import WhisperASR
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server
 from tests.integration.test_voice import RATE, linear16, silence, stream
 from tests.server import ServerProcess
 from tests.support.real_speech import FetchError, Utterance, utterances
 from tests.support.scripted_llm import RecordedRequest, Reply, ScriptedLLM
 from tests.support.speech import heard_share
 
-__all__ = ["llm"]
 ANSWERS = {
     "French": "Bien sûr, je vais vous aider avec plaisir.",
     "Italian": "Certo, la aiuto volentieri con questa richiesta.",

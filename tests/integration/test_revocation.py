@@ -20,14 +20,14 @@ from hume.empathic_voice import UserInput
 from sqlalchemy import select
 
 from openevi.store.models import Chat
-from tests.integration.chat_support import llm, recv_until, scripted_server  # noqa: F401 - fixture
+from tests.integration.chat_support import recv_until, scripted_server
 from tests.integration.support import store
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
 
 
 @pytest.fixture(scope="module")
-def revoking(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:  # noqa: F811
+def revoking(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[ServerProcess]:
     proc = scripted_server(
         Path(tmp_path_factory.mktemp("revoke")),
         llm,

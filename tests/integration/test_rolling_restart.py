@@ -25,15 +25,13 @@ from hume.empathic_voice import SessionSettings, UserInput
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.chat_support import client_for, llm, recv_until, scripted_server
+from tests.integration.chat_support import client_for, recv_until, scripted_server
 from tests.integration.live_support import make_config, start_receiver, wait_until, webhook_bodies
 from tests.integration.test_voice import RATE, linear16, silence, speak, stream
 from tests.server import ServerProcess
 from tests.support.scripted_llm import ScriptedLLM
 from tests.support.twilio_client import PhoneCall, TwimlAnswer
 from tests.webhook_receiver import Receiver
-
-__all__ = ["llm"]
 
 DRAIN_TIMEOUT_S = 30  # long enough for every chat to be answered once more while its instance drains
 RESTART_CLOSE_CODE = 1012

@@ -13,15 +13,13 @@ import pytest
 from hume.empathic_voice import UserInput
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.integration.chat_support import client_for, llm, recv_until, scripted_server, wait_chat_ended
-from tests.integration.live_support import make_config, start_receiver, wait_until, webhook_bodies
+from tests.integration.chat_support import client_for, recv_until, scripted_server, wait_chat_ended
+from tests.integration.live_support import make_config, wait_until, webhook_bodies
 from tests.server import ServerProcess, free_port
 from tests.support import http_stub
 from tests.support.http_stub import QuietHandler
 from tests.support.scripted_llm import Reply, ScriptedLLM
 from tests.webhook_receiver import Receiver
-
-__all__ = ["llm"]
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -91,13 +89,6 @@ def collector() -> Iterator[Collector]:
     running = Collector().start()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hume import AsyncHumeClient
 
-from tests.integration.chat_support import client_for, llm, scripted_server
+from tests.integration.chat_support import client_for, scripted_server
 from tests.integration.live_support import (
     WAIT_S,
     history,
@@ -26,7 +26,6 @@ from tests.integration.live_support import (
     make_config,
     recv_raw_until,
     rest,
-    start_receiver,
     types_of,
     wait_until,
 )
@@ -37,7 +36,6 @@ from tests.support.speech import have_espeak, speak, word_error_rate
 from tests.support.twilio_client import RATE, MediaStream, PhoneCall, twilio_signature
 from tests.webhook_receiver import Receiver
 
-__all__ = ["llm"]
 AUTH_TOKEN = "twilio-test-auth-token"
 CHAT_QUOTA = 2  # live chats per account
 QUESTION = "I would like to book a table for two people tonight"
@@ -60,13 +58,6 @@ def phone_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> 
     proc.start(timeout=180)
     yield proc
     proc.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = start_receiver()
-    yield hooks
-    hooks.stop()
 
 
 def phone(server: ServerProcess, config_id: str | None, *, api_key: str | None = None, **query: str) -> PhoneCall:

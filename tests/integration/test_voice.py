@@ -22,11 +22,10 @@ import soxr
 from hume.empathic_voice import AudioInput, SessionSettings, UserInput
 
 from openevi.speech.prosody.base import EMOTIONS
-from tests.integration.chat_support import client_for, llm, of_type, recv_until, scripted_server, wait_chat_ended
+from tests.integration.chat_support import client_for, of_type, recv_until, scripted_server, wait_chat_ended
 from tests.server import ServerProcess
 from tests.support.scripted_llm import Reply, ScriptedLLM
 
-__all__ = ["llm"]
 RATE = 16000
 QUESTION = "What time does the museum open tomorrow"
 LONG_REPLY = " ".join(

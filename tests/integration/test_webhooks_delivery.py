@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,8 @@ from openevi.webhooks.outbox import (
 )
 from openevi.webhooks.signing import account_signing_secret
 from tests.server import ServerProcess, database_url_for_tests, free_port
+from tests.support.waiting import wait_for
 from tests.webhook_receiver import Receiver, check_spec
-
-WAIT_S = 60.0  # an upper bound for slow CI, not an expectation
 
 FAST_RETRIES = {
     "OPENEVI_ALLOW_HTTP_WEBHOOKS": "true",
@@ -60,20 +59,6 @@ async def store(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
         yield session_factory(engine)
     finally:
         await engine.dispose()
-
-
-async def wait_for(check: Callable[[], Any], what: str, limit_s: float = WAIT_S) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def rows(url: str, ids: list[str]) -> list[WebhookDelivery]:

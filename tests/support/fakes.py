@@ -31,6 +31,7 @@ from openevi.llm.base import GenerationRequest, LanguageModel, LLMEvent
 from openevi.schemas.chat_types import EventRole, EventType
 from openevi.schemas.messages import ServerMessage
 from openevi.settings import Settings
+from openevi.speech.asr.base import ASRCapabilities, Transcript
 from openevi.speech.prosody.base import EMOTIONS
 from openevi.speech.voices import Voice
 
@@ -142,6 +143,21 @@ class LoudnessVAD:
         return 1.0 if float(np.abs(frame).max()) > 0.1 else 0.0
 
     def reset(self) -> None:
+        pass
+
+
+class FixedASR:
+    """A recognizer (16 kHz, not streaming) that hears `text` in any audio."""
+
+    capabilities = ASRCapabilities(streaming=False, sample_rate=16_000)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
+        return Transcript(self.text, "en")
+
+    async def aclose(self) -> None:
         pass
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.server import free_port
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -26,3 +30,14 @@ def stop(server: ThreadingHTTPServer | None) -> None:
     if server is not None:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Serve `handler` on a free port of 127.0.0.1 for the block; yields the port."""
+    port = free_port()
+    server = serve(port, handler)
+    try:
+        yield port
+    finally:
+        stop(server)

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tests.support.asgi_stub import AsgiStub
 
 __all__ = ["CallTool", "Fail", "Hang", "RecordedRequest", "Reply", "Rule", "ScriptedLLM"]
 
@@ -147,19 +147,17 @@ def _arguments(rule: CallTool) -> str:
     return rule.arguments if isinstance(rule.arguments, str) else json.dumps(rule.arguments)
 
 
-class ScriptedLLM:
+class ScriptedLLM(AsgiStub):
     """The server; see the module docstring. Thread-safe: script and read from the test thread."""
 
+    name = "scripted LLM server"
+
     def __init__(self, *rules: Rule, default: Rule | None = None) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._rules: list[Rule] = list(rules)
         self.default: Rule = default or Reply("OK.")
         self._requests: list[RecordedRequest] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self.port = 0
 
     # --- scripting -------------------------------------------------------------------------
     def script(self, *rules: Rule) -> ScriptedLLM:
@@ -210,52 +208,6 @@ class ScriptedLLM:
         """The WebSocket custom-language-model URL."""
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    # --- lifecycle -------------------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> ScriptedLLM:
-        """Start serving on a free port of 127.0.0.1; returns self once it accepts connections."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(
-            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name="scripted-llm", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("scripted LLM server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop the server (hung replies are released first)."""
-        if self._server is None:
-            return
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-
-    def __enter__(self) -> ScriptedLLM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            assert self._server is not None
-            await self._server.serve()
-
-        asyncio.run(main())
-
     # --- serving ---------------------------------------------------------------------------
     def _record_and_pick(self, request: RecordedRequest) -> Rule:
         with self._lock:
@@ -266,10 +218,6 @@ class ScriptedLLM:
                         del self._rules[i]
                     return rule
             return self.default
-
-    async def _hang(self) -> None:
-        assert self._stopping is not None
-        await self._stopping.wait()
 
     def _app(self) -> Starlette:
         return Starlette(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import struct
 import threading
 import time
@@ -34,12 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.asgi_stub import AsgiStub
 
 __all__ = ["Fail", "Hang", "Malformed", "Speak", "SpeechRequest", "SpeechStub", "Transcribe", "TranscriptionRequest"]
 
@@ -150,21 +150,19 @@ def streaming_wav_header(rate: int, channels: int) -> bytes:
     )  # fmt: skip
 
 
-class SpeechStub:
+class SpeechStub(AsgiStub):
     """The server; see the module docstring. Thread-safe: configure and read from the test thread."""
 
+    name = "speech stub"
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self.transcript: Transcribe | Fail | Hang | Malformed = Transcribe("hello from the stub")
         self.speech: Speak | Fail | Hang | Malformed = Speak()
         self._transcriptions: list[TranscriptionRequest] = []
         self._speeches: list[SpeechRequest] = []
         self._release = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self.port = 0
 
     # --- inspection ----------------------------------------------------------------------
     @property
@@ -200,49 +198,10 @@ class SpeechStub:
         return f"http://127.0.0.1:{self.port}"
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> SpeechStub:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(
-            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name="speech-stub", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("speech stub did not start")
-            time.sleep(0.01)
-        return self
-
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._release.set()
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-
-    def __enter__(self) -> SpeechStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            assert self._server is not None
-            await self._server.serve()
-
-        asyncio.run(main())
+        if self._server is not None:
+            self._release.set()
+        super().stop()
 
     def _app(self) -> Starlette:
         return Starlette(
@@ -251,10 +210,6 @@ class SpeechStub:
                 Route("/v1/audio/speech", self._speak, methods=["POST"]),
             ]
         )
-
-    async def _hang(self) -> None:
-        assert self._stopping is not None
-        await self._stopping.wait()
 
     # --- transcriptions ------------------------------------------------------------------
     async def _transcribe(self, request: Request) -> Response:

@@ -18,8 +18,7 @@ from openevi.chat.turn_detection import (
     TurnJudged,
     finishes_sentence,
 )
-from openevi.speech.asr.base import ASRCapabilities, Transcript
-from tests.support.fakes import ListenerLog, LoudnessVAD
+from tests.support.fakes import FixedASR, ListenerLog, LoudnessVAD
 
 FRAME = 512
 FRAME_MS = 32.0
@@ -43,19 +42,6 @@ class ScriptedTurnModel:
 
     async def load(self) -> None:
         pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-class FixedASR:
-    capabilities = ASRCapabilities(streaming=False, sample_rate=16_000)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
-        return Transcript(self.text, "en")
 
     async def aclose(self) -> None:
         pass

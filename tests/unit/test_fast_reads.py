@@ -15,19 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openevi.schemas.rest import PostedConfig
 from openevi.services import configs
 from openevi.store import accounts, config_reads, resources
-from openevi.store.db import create_engine, migrate, session_factory, transaction
+from openevi.store.db import transaction
 from openevi.store.fast_reads import fetch_all
 from openevi.store.models import ResourceHead
+from tests.support.database import migrated
 
 
 @pytest.fixture
 async def factory(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
-    await migrate(engine)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}") as made:
+        yield made
 
 
 async def _config(s: AsyncSession, account: str, name: str) -> str:

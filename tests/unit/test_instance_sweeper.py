@@ -18,17 +18,16 @@ from openevi.chat.stored_history import store_chat_end
 from openevi.schemas.chat_types import ChatStatus
 from openevi.settings import Settings
 from openevi.store import accounts, chats
-from openevi.store.db import create_engine, migrate, session_factory, transaction
+from openevi.store.db import transaction
 from openevi.store.models import Chat, ChatEvent
+from tests.support.database import migrated
 from tests.support.fakes import FakeTTS, ScriptedModel
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await migrate(engine)
-    yield session_factory(engine)
-    await engine.dispose()
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}") as made:
+        yield made
 
 
 def survivor(db: async_sessionmaker[AsyncSession], tmp_path: Path, name: str) -> ChatRuntime:

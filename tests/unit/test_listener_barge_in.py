@@ -9,25 +9,11 @@ import pytest
 
 from openevi.chat.config import TurnDetection
 from openevi.chat.listener import Listener, is_backchannel
-from openevi.speech.asr.base import ASRCapabilities, Transcript
-from tests.support.fakes import ListenerLog, LoudnessVAD
+from tests.support.fakes import FixedASR, ListenerLog, LoudnessVAD
 
 RATE = 16_000
 FRAME = 512
 FRAME_MS = 32
-
-
-class FixedASR:
-    capabilities = ASRCapabilities(streaming=False, sample_rate=RATE)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
-        return Transcript(self.text, "en")
-
-    async def aclose(self) -> None:
-        pass
 
 
 def frames(pattern: str) -> bytes:

@@ -5,41 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from openevi.llm.anthropic import AnthropicLLM
-from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta, ToolCall, ToolSpec
+from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall, ToolSpec
 from tests.support.silent_server import silent_server
+from tests.support.sse_recorder import Recorder, collect
 
 
 def _sse(*events: dict[str, Any]) -> str:
     return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
-
-
-class Recorder:
-    """A MockTransport that answers with a fixed body and keeps the requests."""
-
-    def __init__(self, body: str, status: int = 200) -> None:
-        self.body, self.status = body, status
-        self.requests: list[httpx.Request] = []
-        self.transport = httpx.MockTransport(self._handle)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.status, text=self.body, headers={"content-type": "text/event-stream"})
-
-    @property
-    def sent(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
-
-
-async def _collect(model: AnthropicLLM, request: GenerationRequest) -> list[LLMEvent]:
-    try:
-        return [e async for e in model.stream(request)]
-    finally:
-        await model.aclose()
 
 
 STREAM = _sse(
@@ -67,7 +42,7 @@ async def test_text_and_tool_use_stream() -> None:
     model = AnthropicLLM(model="claude-x", api_key="sk-ant", transport=rec.transport, temperature=0.5)
     tool = ToolSpec("get_weather", "Weather", {"type": "object", "properties": {"city": {"type": "string"}}})
     request = GenerationRequest(messages=[Message("system", "Be brief."), Message("user", "Oslo?")], tools=[tool])
-    events = await _collect(model, request)
+    events = await collect(model, request)
     assert events == [
         TextDelta("Sure, "),
         TextDelta("checking."),
@@ -95,7 +70,7 @@ async def test_tool_results_become_tool_result_blocks() -> None:
             Message("tool", "two", tool_call_id="t2"),
         ]
     )
-    await _collect(AnthropicLLM(model="m", transport=rec.transport), request)
+    await collect(AnthropicLLM(model="m", transport=rec.transport), request)
     messages = rec.sent["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     assert messages[3]["content"] == [
@@ -114,7 +89,7 @@ async def test_http_error_message() -> None:
     body = json.dumps({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
     rec = Recorder(body, status=401)
     with pytest.raises(LLMError) as info:
-        await _collect(
+        await collect(
             AnthropicLLM(model="m", transport=rec.transport), GenerationRequest(messages=[Message("user", "x")])
         )
     assert info.value.code == "llm_auth" and "invalid x-api-key" in str(info.value)
@@ -123,7 +98,7 @@ async def test_http_error_message() -> None:
 async def test_error_event_mid_stream() -> None:
     rec = Recorder(_sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
     with pytest.raises(LLMError, match="Overloaded"):
-        await _collect(
+        await collect(
             AnthropicLLM(model="m", transport=rec.transport), GenerationRequest(messages=[Message("user", "x")])
         )
 
@@ -136,7 +111,7 @@ async def test_cut_inside_tool_call_is_an_error() -> None:
         )
     )
     with pytest.raises(LLMError) as info:
-        await _collect(
+        await collect(
             AnthropicLLM(model="m", transport=rec.transport), GenerationRequest(messages=[Message("user", "x")])
         )
     assert info.value.code == "llm_bad_response"
@@ -146,5 +121,5 @@ async def test_hung_server_times_out() -> None:
     async with silent_server() as url:
         model = AnthropicLLM(model="m", base_url=url, read_timeout=0.3)
         with pytest.raises(LLMError) as info:
-            await _collect(model, GenerationRequest(messages=[Message("user", "x")]))
+            await collect(model, GenerationRequest(messages=[Message("user", "x")]))
     assert info.value.code == "llm_timeout"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from openevi.chat.context import Conversation
@@ -15,18 +13,6 @@ from openevi.llm.custom import (
 )
 from openevi.speech.prosody.base import EMOTIONS
 from tests.support.scripted_llm import Fail, Hang, Reply, ScriptedLLM
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[ScriptedLLM]:
-    with ScriptedLLM() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _reset(scripted: ScriptedLLM) -> None:
-    scripted.script()
-    scripted.clear()
 
 
 def _text(events: list[LLMEvent]) -> str:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
-from openevi.llm.base import GenerationRequest, LLMError, LLMEvent, Message, TextDelta, ToolCall, ToolSpec
+from openevi.llm.base import GenerationRequest, LLMError, Message, TextDelta, ToolCall, ToolSpec
 from openevi.llm.google import GoogleLLM, gemini_schema
 from tests.support.silent_server import silent_server
-
-
-class Recorder:
-    def __init__(self, body: str, status: int = 200) -> None:
-        self.body, self.status = body, status
-        self.requests: list[httpx.Request] = []
-        self.transport = httpx.MockTransport(self._handle)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.status, text=self.body, headers={"content-type": "text/event-stream"})
+from tests.support.sse_recorder import Recorder, collect
 
 
 def _sse(*chunks: dict[str, Any]) -> str:
@@ -33,13 +22,6 @@ def _parts(*parts: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     if finish:
         candidate["finishReason"] = finish
     return {"candidates": [candidate]}
-
-
-async def _collect(model: GoogleLLM, request: GenerationRequest) -> list[LLMEvent]:
-    try:
-        return [e async for e in model.stream(request)]
-    finally:
-        await model.aclose()
 
 
 async def test_text_and_function_call() -> None:
@@ -64,7 +46,7 @@ async def test_text_and_function_call() -> None:
     )
     model = GoogleLLM(model="gemini-x", api_key="g-key", transport=rec.transport, temperature=0.2, max_tokens=50)
     request = GenerationRequest(messages=[Message("system", "Be brief."), Message("user", "Rome?")], tools=[tool])
-    events = await _collect(model, request)
+    events = await collect(model, request)
     assert events[:2] == [TextDelta("Let me "), TextDelta("see.")]
     call = events[2]
     assert isinstance(call, ToolCall) and call.name == "get_weather" and json.loads(call.arguments) == {"city": "Rome"}
@@ -93,7 +75,7 @@ async def test_history_with_function_response() -> None:
             Message("tool", "plain text", tool_call_id="c1", name="other"),
         ]
     )
-    events = await _collect(GoogleLLM(model="g", transport=rec.transport), request)
+    events = await collect(GoogleLLM(model="g", transport=rec.transport), request)
     assert events == [TextDelta("Warm.")]
     contents = json.loads(rec.requests[0].content)["contents"]
     assert contents[1] == {
@@ -112,7 +94,7 @@ async def test_history_with_function_response() -> None:
 async def test_blocked_prompt() -> None:
     rec = Recorder(_sse({"promptFeedback": {"blockReason": "SAFETY"}}))
     with pytest.raises(LLMError) as info:
-        await _collect(
+        await collect(
             GoogleLLM(model="g", transport=rec.transport), GenerationRequest(messages=[Message("user", "x")])
         )
     assert info.value.code == "llm_blocked"
@@ -122,7 +104,7 @@ async def test_http_error_message() -> None:
     body = json.dumps({"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}})
     rec = Recorder(body, status=400)
     with pytest.raises(LLMError) as info:
-        await _collect(
+        await collect(
             GoogleLLM(model="g", transport=rec.transport), GenerationRequest(messages=[Message("user", "x")])
         )
     assert info.value.code == "llm_bad_request" and "API key not valid." in str(info.value)
@@ -132,7 +114,7 @@ async def test_hung_server_times_out() -> None:
     async with silent_server() as url:
         model = GoogleLLM(model="g", base_url=url, read_timeout=0.3)
         with pytest.raises(LLMError) as info:
-            await _collect(model, GenerationRequest(messages=[Message("user", "x")]))
+            await collect(model, GenerationRequest(messages=[Message("user", "x")]))
     assert info.value.code == "llm_timeout"
 
 
@@ -161,7 +143,7 @@ async def test_real_model_names_keep_their_url() -> None:
     rec = Recorder(_sse(_parts({"text": "hi"}, finish="STOP")))
     for model in ("gemini-2.0-flash", "models/gemini-1.5-flash-002", "gemma-3-27b-it"):
         llm = GoogleLLM(model=model, base_url="https://google.test", transport=rec.transport)
-        await _collect(llm, GenerationRequest(messages=[Message(role="user", content="hi")]))
+        await collect(llm, GenerationRequest(messages=[Message(role="user", content="hi")]))
     assert [r.url.path for r in rec.requests] == [
         "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
         "/v1beta/models/gemini-1.5-flash-002:streamGenerateContent",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,31 +12,13 @@ from openevi.llm.http import SSEEvent, iter_sse
 from openevi.llm.openai_compat import OpenAICompatibleLLM
 from tests.support.scripted_llm import CallTool, Fail, Hang, Reply, ScriptedLLM
 from tests.support.silent_server import silent_server
+from tests.support.sse_recorder import collect
 
 WEATHER = ToolSpec("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}})
 
 
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[ScriptedLLM]:
-    with ScriptedLLM() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _reset(scripted: ScriptedLLM) -> None:
-    scripted.script()
-    scripted.clear()
-
-
 def _request(text: str, **kwargs: object) -> GenerationRequest:
     return GenerationRequest(messages=[Message("system", "Be brief."), Message("user", text)], **kwargs)  # type: ignore[arg-type]
-
-
-async def _collect(model: OpenAICompatibleLLM, request: GenerationRequest) -> list[LLMEvent]:
-    try:
-        return [event async for event in model.stream(request)]
-    finally:
-        await model.aclose()
 
 
 def _text(events: list[LLMEvent]) -> str:
@@ -47,7 +28,7 @@ def _text(events: list[LLMEvent]) -> str:
 async def test_streams_text_and_sends_openai_body(scripted: ScriptedLLM) -> None:
     scripted.script(Reply("Hello there, friend.", when="hi"))
     model = OpenAICompatibleLLM(model="m1", base_url=scripted.base_url, api_key="sk-test", temperature=0.3)
-    events = await _collect(model, _request("hi", tools=[WEATHER], max_tokens=64))
+    events = await collect(model, _request("hi", tools=[WEATHER], max_tokens=64))
     assert len(events) > 1 and all(isinstance(e, TextDelta) for e in events)
     assert _text(events) == "Hello there, friend."
     (sent,) = scripted.requests
@@ -65,14 +46,14 @@ async def test_streams_text_and_sends_openai_body(scripted: ScriptedLLM) -> None
 
 async def test_request_temperature_overrides_default(scripted: ScriptedLLM) -> None:
     model = OpenAICompatibleLLM(model="m1", base_url=scripted.base_url, temperature=0.3)
-    await _collect(model, _request("x", temperature=0.9))
+    await collect(model, _request("x", temperature=0.9))
     assert scripted.requests[0].body["temperature"] == 0.9
     assert "authorization" not in scripted.requests[0].headers
 
 
 async def test_tool_call_is_accumulated(scripted: ScriptedLLM) -> None:
     scripted.script(CallTool("get_weather", {"city": "Paris, France"}, text="Let me check.", call_id="call_7"))
-    events = await _collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), _request("weather?"))
+    events = await collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), _request("weather?"))
     assert events == [
         TextDelta("Let me check."),
         ToolCall(id="call_7", name="get_weather", arguments='{"city": "Paris, France"}'),
@@ -88,7 +69,7 @@ async def test_history_with_tool_results_is_sent_in_openai_shape(scripted: Scrip
             Message("tool", '{"temp": 3}', tool_call_id="call_1", name="get_weather"),
         ]
     )
-    await _collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), request)
+    await collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), request)
     messages = scripted.requests[0].body["messages"]
     assert messages[1] == {
         "role": "assistant",
@@ -103,7 +84,7 @@ async def test_history_with_tool_results_is_sent_in_openai_shape(scripted: Scrip
 async def test_http_error_carries_provider_message(scripted: ScriptedLLM) -> None:
     scripted.script(Fail(401, "Incorrect API key provided"))
     with pytest.raises(LLMError) as info:
-        await _collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url, name="groq"), _request("x"))
+        await collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url, name="groq"), _request("x"))
     assert info.value.code == "llm_auth"
     assert "groq" in str(info.value) and "401" in str(info.value) and "Incorrect API key provided" in str(info.value)
 
@@ -111,7 +92,7 @@ async def test_http_error_carries_provider_message(scripted: ScriptedLLM) -> Non
 async def test_server_error_maps_to_unavailable(scripted: ScriptedLLM) -> None:
     scripted.script(Fail(500, "internal"))
     with pytest.raises(LLMError) as info:
-        await _collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), _request("x"))
+        await collect(OpenAICompatibleLLM(model="m", base_url=scripted.base_url), _request("x"))
     assert info.value.code == "llm_unavailable"
 
 
@@ -132,7 +113,7 @@ async def test_hung_server_times_out() -> None:
     async with silent_server() as url:
         model = OpenAICompatibleLLM(model="m", base_url=url, read_timeout=0.3, connect_timeout=0.3)
         with pytest.raises(LLMError) as info:
-            await _collect(model, _request("x"))
+            await collect(model, _request("x"))
     assert info.value.code == "llm_timeout"
 
 
@@ -140,7 +121,7 @@ async def test_unreachable_server() -> None:
     async with silent_server() as url:
         pass  # closed: nothing listens on that port now
     with pytest.raises(LLMError) as info:
-        await _collect(OpenAICompatibleLLM(model="m", base_url=url), _request("x"))
+        await collect(OpenAICompatibleLLM(model="m", base_url=url), _request("x"))
     assert info.value.code == "llm_unreachable"
 
 
@@ -165,26 +146,26 @@ async def test_parallel_tool_calls_without_finish_reason() -> None:
         _delta({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
         "[DONE]",
     )
-    events = await _collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
+    events = await collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
     assert events == [ToolCall("a", "one", '{"x": 1}'), ToolCall("b", "two", "{}")]
 
 
 async def test_tool_call_without_id_gets_one() -> None:
     transport = _sse_transport(_delta({"tool_calls": [{"index": 0, "function": {"name": "f"}}]}, "tool_calls"))
-    (event,) = await _collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
+    (event,) = await collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
     assert isinstance(event, ToolCall) and event.id.startswith("call_") and event.arguments == "{}"
 
 
 async def test_error_chunk_mid_stream() -> None:
     transport = _sse_transport(_delta({"content": "Hi"}), {"error": {"message": "model overloaded"}})
     with pytest.raises(LLMError, match="model overloaded"):
-        await _collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
+        await collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
 
 
 async def test_malformed_chunk() -> None:
     transport = _sse_transport("{not json")
     with pytest.raises(LLMError) as info:
-        await _collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
+        await collect(OpenAICompatibleLLM(model="m", transport=transport), _request("x"))
     assert info.value.code == "llm_bad_response"
 
 

@@ -285,10 +285,8 @@ class Echo(QuietHandler):
 
 @pytest.fixture
 def echo() -> Iterator[int]:
-    port = free_port()
-    server = http_stub.serve(port, Echo)
-    yield port
-    http_stub.stop(server)
+    with http_stub.serving(Echo) as port:
+        yield port
 
 
 async def test_allow_listed_network_works_with_the_original_host_header(echo: int) -> None:
@@ -431,10 +429,8 @@ class Leaky(QuietHandler):
 
 @pytest.fixture
 def leaky() -> Iterator[int]:
-    port = free_port()
-    server = http_stub.serve(port, Leaky)
-    yield port
-    http_stub.stop(server)
+    with http_stub.serving(Leaky) as port:
+        yield port
 
 
 @pytest.mark.parametrize(("path", "expected"), [("/html", "HTTP 502 Bad Gateway"), ("/json", "upstream exploded")])

@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import json
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.audio.worker import UPLOAD_WAIT_MS, ReconstructionWorker
 from openevi.storage import StorageError
 from openevi.storage.local import LocalStore
 from openevi.store import accounts, chats
-from openevi.store.db import create_engine, migrate, now_ms, session_factory, transaction
+from openevi.store.db import now_ms, transaction
 from openevi.store.models import AudioReconstruction
-from tests.server import database_url_for_tests
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh database: SQLite, or PostgreSQL when OPENEVI_TEST_POSTGRES_URL names a server."""
-    return database_url_for_tests() or f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
-
-
-@pytest.fixture
-async def factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    await migrate(engine)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _ended_chat(factory: async_sessionmaker[AsyncSession], *, ended_ago_ms: int = 0) -> str:

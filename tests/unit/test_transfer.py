@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openevi.services import transfer
 from openevi.store import resources
-from openevi.store.db import create_engine, migrate, session_factory, transaction
+from openevi.store.db import transaction
+from tests.support.database import migrated
 
 P1 = "11111111-1111-4111-8111-111111111111"
 T1 = "22222222-2222-4222-8222-222222222222"
@@ -162,10 +163,8 @@ def test_config_fields_turn_a_returned_config_back_into_its_references() -> None
 
 @pytest.fixture
 async def factory(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'transfer.db'}")
-    await migrate(engine)
-    yield session_factory(engine)
-    await engine.dispose()
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'transfer.db'}") as made:
+        yield made
 
 
 async def run_import(factory: async_sessionmaker[AsyncSession], *documents: Any) -> transfer.Report:

@@ -8,12 +8,10 @@ and the network layer under the guard is a recorder, so no packet leaves loopbac
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import itertools
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +26,17 @@ from openevi.net.clients import GuardedTransport
 from openevi.net.outbound import IPAddress, OutboundPolicy
 from openevi.settings import Settings
 from openevi.store import accounts
-from openevi.store.db import create_engine, migrate, new_id, now_ms, session_factory, transaction
+from openevi.store.db import new_id, now_ms, transaction
 from openevi.store.models import WebhookDelivery
 from openevi.webhooks import dispatcher as dispatcher_module
 from openevi.webhooks.dispatcher import WebhookDispatcher
 from openevi.webhooks.outbox import chat_started_payload, enqueue, next_attempt_at
-from tests.server import database_url_for_tests, free_port
+from tests.server import free_port
 from tests.support import http_stub
 from tests.support.http_stub import QuietHandler
+from tests.support.waiting import wait_for
 
 WAIT_S = 60.0  # an upper bound for a slow machine, never an expectation
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh database: SQLite, or PostgreSQL when OPENEVI_TEST_POSTGRES_URL names a server."""
-    return database_url_for_tests() or f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
-
-
-@pytest.fixture
-async def factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    await migrate(engine)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -94,19 +79,6 @@ async def row(factory: async_sessionmaker[AsyncSession], delivery_id: str) -> We
         found = await s.get(WebhookDelivery, delivery_id)
     assert found is not None
     return found
-
-
-async def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # --- retry schedule --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openevi.store.db import create_engine, migrate, session_factory, transaction
+from openevi.store.db import transaction
 from openevi.store.models import WebhookDelivery
 from openevi.webhooks.dispatcher import backoff_s
 from openevi.webhooks.outbox import (
@@ -22,6 +22,7 @@ from openevi.webhooks.outbox import (
     subscribed_urls,
     tool_call_payload,
 )
+from tests.support.database import migrated
 from tests.webhook_receiver import check_spec
 
 
@@ -88,10 +89,8 @@ def test_subscribed_urls_filters_and_dedupes() -> None:
 
 @pytest.fixture
 async def factory(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    await migrate(engine)
-    yield session_factory(engine)
-    await engine.dispose()
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}") as made:
+        yield made
 
 
 HOOKS = [
