@@ -27,6 +27,9 @@ from openevi.schemas import protocol as p
 from openevi.settings import Settings
 from openevi.store.usage import event_bytes, text_bytes
 
+# The pacers' only sleep, replaceable in tests without touching asyncio.sleep for the whole loop.
+_sleep = asyncio.sleep
+
 E_LIMIT = ("E0104", "limit_exceeded")
 E_STORAGE = ("E0105", "storage_limit_reached")
 MAX_CUSTOM_SESSION_ID_BYTES = 1024  # echoed on every outgoing message, so kept short
@@ -120,7 +123,7 @@ class MessageRate:
         elif now - self._held_since > at_most_s:
             return False
         self._tokens -= cost  # a debt, paid back by the refill while this sleeps
-        await asyncio.sleep(-self._tokens / self._rate)
+        await _sleep(-self._tokens / self._rate)
         return True
 
     def _refill(self) -> None:

@@ -177,7 +177,7 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]
         slept.append(seconds)
         now[0] += seconds
 
-    monkeypatch.setattr(limits_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(limits_module, "_sleep", fake_sleep)
     return now, slept
 
 
