@@ -122,3 +122,20 @@ async def test_a_batch_gives_the_words_of_one_at_a_time(model_dir: Path) -> None
     assert max(batched.batch_sizes) >= 4  # the eight shared CTranslate2 calls
     assert sum(batched.batch_sizes) == 9
     assert set(single.batch_sizes) == {1}
+
+
+async def test_a_batch_with_the_language_to_detect_is_transcribed_one_by_one(model_dir: Path) -> None:
+    """Detection is per utterance, so such a batch takes the single path (it used to fail building a
+    tokenizer for language None: every waiting turn of every chat got 'transcription failed')."""
+    clips = [speak(s) for s in SENTENCES[:3]]
+    detecting = WhisperASR(cache_dir=model_dir, language=None, num_workers=1, max_batch=8)
+    try:
+        await detecting.load(warm=False)
+        busy = asyncio.create_task(detecting.transcribe(np.concatenate([speak(s) for s in SENTENCES[8:10]])))
+        await asyncio.sleep(0.01)
+        together = await asyncio.gather(*(detecting.transcribe(c) for c in clips))
+        await busy
+    finally:
+        await detecting.aclose()
+    assert max(detecting.batch_sizes) >= 2  # they did wait together
+    assert all(t.text and t.language == "en" for t in together)

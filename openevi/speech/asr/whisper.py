@@ -322,7 +322,10 @@ class WhisperASR:
         # One group per encoder window and prompt length: CTranslate2 decodes a batch only when the
         # start-of-transcript token sits at the same position in every prompt.
         groups: dict[tuple[int, int], list[int]] = {}
-        tokenizer = self._tokenizer_for(self._load_sync()) if len(requests) > 1 else None
+        # A detected language is per utterance: such a batch is transcribed one by one (and no
+        # tokenizer is built, as it needs the language).
+        batchable = len(requests) > 1 and self._language is not None
+        tokenizer = self._tokenizer_for(self._load_sync()) if batchable else None
         for i, request in enumerate(requests):
             frames = self._frames(request.samples.size)
             if tokenizer is None or self._language is None or frames is None:
