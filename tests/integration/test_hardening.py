@@ -217,8 +217,11 @@ async def test_a_pause_resume_flood_stores_a_bounded_number_of_events_and_sigter
     socket is read at a bounded rate, the toggles past the chat's message rate are dropped (told
     once a second), and a socket that stays far ahead is closed."""
     # A frame rate this machine surely keeps up with, so the socket is held back by the limit itself.
-    proc = scripted_server(tmp_path / "openevi", llm, OPENEVI_CHAT_MAX_FRAMES_PER_S="50", **TEXT_ONLY)
-    proc.start()
+    # Built off the event loop: with PostgreSQL it makes a fresh database (asyncio.run inside).
+    proc = await asyncio.to_thread(
+        scripted_server, tmp_path / "openevi", llm, OPENEVI_CHAT_MAX_FRAMES_PER_S="50", **TEXT_ONLY
+    )
+    await asyncio.to_thread(proc.start)
     try:
         url = proc.base_url.replace("http", "ws", 1) + "/v0/evi/chat?api_key=" + proc.api_key
         async with websockets.connect(url) as ws:
