@@ -125,17 +125,11 @@ async def voice_chat(url: str, fmt: str, stream: Stream, delay_s: float) -> tupl
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (uvicorn's workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-                total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    """User + system CPU seconds of a process and its children (uvicorn's workers), as `ps` reports."""
+    listed = subprocess.run(
+        ["ps", "-o", "times=", "-p", str(pid), "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return float(sum(int(line) for line in listed.split() if line.isdigit()))
 
 
 @dataclass
